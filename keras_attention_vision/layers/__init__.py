@@ -1,0 +1,3 @@
+"""The public layers of keras-attention-vision, one per file."""
+
+__all__ = []

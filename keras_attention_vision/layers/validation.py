@@ -1,0 +1,45 @@
+"""Argument checks shared by the layers; every error quotes what it received."""
+
+import keras
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def standardize_data_format(data_format):
+    """Returns `data_format`, or `keras.config.image_data_format()` for `None`."""
+    if data_format is None:
+        return keras.config.image_data_format()
+    if data_format not in DATA_FORMATS:
+        raise ValueError(
+            f"`data_format` must be one of {DATA_FORMATS} or None. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format
+
+
+def check_positive_int(name, value, allow_none=False):
+    """Raises a `ValueError` quoting `value` unless it is an int >= 1."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """Raises a `ValueError` quoting `value` unless it is one of `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {tuple(choices)}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_rank(layer, input_shape, ranks):
+    """Raises a `ValueError` naming the layer unless the input rank is allowed."""
+    if len(input_shape) not in ranks:
+        raise ValueError(
+            f"{type(layer).__name__} expects an input of rank "
+            f"{' or '.join(map(str, ranks))} (batch included). "
+            f"Received: input_shape={tuple(input_shape)}"
+        )

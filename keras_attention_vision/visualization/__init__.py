@@ -1,0 +1,1 @@
+"""Pictures of attention: glimpse paths, attention-map overlays, samples."""

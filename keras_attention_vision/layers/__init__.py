@@ -1,3 +1,11 @@
 """The public layers of keras-attention-vision, one per file."""
 
-__all__ = []
+from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
+from keras_attention_vision.layers.non_local_block import NonLocalBlock
+from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
+
+__all__ = [
+    "GlimpseSensor",
+    "NonLocalBlock",
+    "SelfAttention2D",
+]

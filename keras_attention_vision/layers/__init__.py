@@ -1,10 +1,14 @@
 """The public layers of keras-attention-vision, one per file."""
 
+from keras_attention_vision.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
+from keras_attention_vision.layers.masked_conv2d import MaskedConv2D
 from keras_attention_vision.layers.non_local_block import NonLocalBlock
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
 
 __all__ = [
+    "GatedPixelCNNBlock",
+    "MaskedConv2D",
     "GlimpseSensor",
     "NonLocalBlock",
     "SelfAttention2D",

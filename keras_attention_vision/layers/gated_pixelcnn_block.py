@@ -1,0 +1,269 @@
+"""The gated PixelCNN block: vertical and horizontal stacks, no blind spot."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.layers.masked_conv2d import MASK_TYPES, MaskedConv2D
+from keras_attention_vision.layers.validation import (
+    check_choice,
+    check_positive_int,
+    standardize_data_format,
+)
+
+
+def gate_indices(channels, color_channels):
+    """Channel indices of the tanh and sigmoid halves of `channels` channels.
+
+    Within each of the `color_channels` contiguous colour groups, the first
+    half of the channels goes through tanh and the second half through the
+    sigmoid, so the gated output keeps the colour groups in the same order.
+    """
+    per_group = channels // color_channels
+    half = per_group // 2
+    starts = np.arange(color_channels)[:, None] * per_group
+    offsets = np.arange(half)[None, :]
+    tanh_idx = (starts + offsets).reshape(-1)
+    return tanh_idx, tanh_idx + half
+
+
+@kav_export("keras_attention_vision.layers.GatedPixelCNNBlock")
+class GatedPixelCNNBlock(keras.layers.Layer):
+    """A gated PixelCNN layer with a vertical and a horizontal stack.
+
+    From van den Oord et al. (2016), "Conditional Image Generation with
+    PixelCNN Decoders". The vertical stack convolves the rows above and the
+    current row (a `(k // 2 + 1, k)` kernel); its pre-activations, shifted one
+    row down, reach the horizontal stack through a 1x1 convolution. The
+    horizontal stack convolves the current row up to the current pixel (a
+    `(1, k)` masked kernel). Both are gated, `tanh(f) * sigmoid(g)`, and the
+    horizontal stack has a residual connection. Together the two stacks see
+    every pixel above and to the left: there is no blind spot.
+
+    With a conditioning vector `c` (e.g. a one-hot class), `V_f c` and `V_g c`
+    are added inside both gates.
+
+    The first block of a network takes the image as both stacks
+    (`mask_type="A"`, no residual); later blocks use `mask_type="B"`.
+
+    Args:
+        filters: channels of both stacks' outputs; a multiple of
+            `color_channels`.
+        kernel_size: odd int, the width of both stacks' kernels.
+        mask_type: `"A"` (first block: the current pixel's own colour group is
+            hidden) or `"B"`.
+        color_channels: colour groups (1 or 3), as in `MaskedConv2D`.
+        residual: add the horizontal input to its output. `None` means
+            `mask_type == "B"`; the horizontal input then needs `filters`
+            channels.
+        data_format: `"channels_last"`, `"channels_first"` or `None`.
+        kernel_initializer: initializer of every kernel.
+        bias_initializer: initializer of every bias.
+
+    Call arguments:
+        inputs: `[vertical, horizontal]` or `[vertical, horizontal,
+            conditioning]`: two 4D image tensors of the same spatial shape and
+            an optional `(batch, features)` conditioning tensor.
+
+    Returns:
+        `[vertical_output, horizontal_output]`, each with `filters` channels.
+
+    Example:
+
+    ```python
+    x = keras.Input((28, 28, 1))
+    v, h = GatedPixelCNNBlock(32, 7, mask_type="A")([x, x])
+    for _ in range(4):
+        v, h = GatedPixelCNNBlock(32, 3)([v, h])
+    logits = MaskedConv2D(1, 1, mask_type="B")(keras.layers.ReLU()(h))
+    ```
+    """
+
+    def __init__(self, filters, kernel_size=3, mask_type="B", color_channels=1,
+                 residual=None, data_format=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(**kwargs)
+        check_positive_int("filters", filters)
+        check_positive_int("kernel_size", kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(
+                f"`kernel_size` must be odd. Received: kernel_size={kernel_size}"
+            )
+        check_choice("mask_type", mask_type, MASK_TYPES)
+        check_positive_int("color_channels", color_channels)
+        if filters % color_channels:
+            raise ValueError(
+                "`filters` must be a multiple of `color_channels`. "
+                f"Received: filters={filters}, color_channels={color_channels}"
+            )
+        if residual not in (None, True, False):
+            raise ValueError(
+                f"`residual` must be None, True or False. Received: residual={residual!r}"
+            )
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.mask_type = mask_type
+        self.color_channels = color_channels
+        self.residual = residual
+        self.data_format = standardize_data_format(data_format)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self._channel_axis = -1 if self.data_format == "channels_last" else 1
+        self._use_residual = mask_type == "B" if residual is None else residual
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "mask_type": self.mask_type,
+            "color_channels": self.color_channels,
+            "residual": self.residual,
+            "data_format": self.data_format,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        })
+        return config
+
+    def _conv_kwargs(self):
+        return {
+            "data_format": self.data_format,
+            "kernel_initializer": keras.initializers.get(
+                keras.initializers.serialize(self.kernel_initializer)),
+            "bias_initializer": keras.initializers.get(
+                keras.initializers.serialize(self.bias_initializer)),
+            "dtype": self.dtype_policy,
+        }
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) not in (2, 3) \
+                or not isinstance(input_shape[0], (list, tuple)):
+            raise ValueError(
+                f"{type(self).__name__} expects inputs [vertical, horizontal] or "
+                "[vertical, horizontal, conditioning]. "
+                f"Received: input_shape={input_shape}"
+            )
+        v_shape, h_shape = tuple(input_shape[0]), tuple(input_shape[1])
+        for name, shape in (("vertical", v_shape), ("horizontal", h_shape)):
+            if len(shape) != 4:
+                raise ValueError(
+                    f"{type(self).__name__} expects a 4D {name} input. "
+                    f"Received: input_shape={input_shape}"
+                )
+        h_channels = h_shape[self._channel_axis]
+        if self._use_residual and h_channels is not None and h_channels != self.filters:
+            raise ValueError(
+                f"{type(self).__name__} with a residual connection needs a horizontal "
+                f"input with filters={self.filters} channels. "
+                f"Received: input_shape={input_shape}"
+            )
+        k, two_p = self.kernel_size, 2 * self.filters
+        self.vertical_conv = keras.layers.Conv2D(
+            two_p, (k // 2 + 1, k), padding="valid", name="vertical_conv",
+            **self._conv_kwargs())
+        self.vertical_conv.build(self._with_channels(v_shape, v_shape[self._channel_axis],
+                                                     rows_added=k // 2, cols_added=2 * (k // 2)))
+        self.vertical_to_horizontal = keras.layers.Conv2D(
+            two_p, 1, name="vertical_to_horizontal", **self._conv_kwargs())
+        self.vertical_to_horizontal.build(self._with_channels(v_shape, two_p))
+        self.horizontal_conv = MaskedConv2D(
+            two_p, (1, k), mask_type=self.mask_type, color_channels=self.color_channels,
+            name="horizontal_conv", **self._conv_kwargs())
+        self.horizontal_conv.build(h_shape)
+        self.horizontal_output = MaskedConv2D(
+            self.filters, 1, mask_type="B", color_channels=self.color_channels,
+            name="horizontal_output", **self._conv_kwargs())
+        self.horizontal_output.build(self._with_channels(h_shape, self.filters))
+        self.conditional = len(input_shape) == 3
+        if self.conditional:
+            c_shape = tuple(input_shape[2])
+            dense_kwargs = {"use_bias": False, "dtype": self.dtype_policy,
+                            "kernel_initializer": self._conv_kwargs()["kernel_initializer"]}
+            self.vertical_condition = keras.layers.Dense(
+                two_p, name="vertical_condition", **dense_kwargs)
+            self.vertical_condition.build(c_shape)
+            self.horizontal_condition = keras.layers.Dense(
+                two_p, name="horizontal_condition", **dense_kwargs)
+            self.horizontal_condition.build(c_shape)
+        tanh_idx, sigmoid_idx = gate_indices(two_p, self.color_channels)
+        self._tanh_idx, self._sigmoid_idx = tanh_idx, sigmoid_idx
+        self.built = True
+
+    def _with_channels(self, shape, channels, rows_added=0, cols_added=0):
+        shape = list(shape)
+        shape[self._channel_axis] = channels
+        row_axis = 1 if self.data_format == "channels_last" else 2
+        if shape[row_axis] is not None:
+            shape[row_axis] += rows_added
+        if shape[row_axis + 1] is not None:
+            shape[row_axis + 1] += cols_added
+        return tuple(shape)
+
+    def _gate(self, x):
+        f = ops.take(x, self._tanh_idx, axis=self._channel_axis)
+        g = ops.take(x, self._sigmoid_idx, axis=self._channel_axis)
+        return ops.multiply(ops.tanh(f), ops.sigmoid(g))
+
+    def _condition_bias(self, dense, conditioning):
+        bias = dense(ops.cast(conditioning, self.compute_dtype))
+        if self.data_format == "channels_last":
+            return bias[:, None, None, :]
+        return bias[:, :, None, None]
+
+    def _pad(self, x, top, left, right):
+        if self.data_format == "channels_last":
+            return ops.pad(x, [[0, 0], [top, 0], [left, right], [0, 0]])
+        return ops.pad(x, [[0, 0], [0, 0], [top, 0], [left, right]])
+
+    def _shift_down(self, x):
+        x = self._pad(x, 1, 0, 0)
+        if self.data_format == "channels_last":
+            return x[:, :-1]
+        return x[:, :, :-1]
+
+    def vertical(self, vertical_input, conditioning=None):
+        """Runs the vertical stack.
+
+        Args:
+            vertical_input: the vertical input image tensor.
+            conditioning: the optional `(batch, features)` tensor.
+
+        Returns:
+            `(vertical_output, link)`: the gated vertical output and the
+            vertical pre-activations shifted one row down through the 1x1
+            convolution, which `horizontal` adds to its gates. Row i of `link`
+            depends only on rows < i of `vertical_input`.
+        """
+        k = self.kernel_size
+        pre = self.vertical_conv(self._pad(vertical_input, k // 2, k // 2, k // 2))
+        link = self.vertical_to_horizontal(self._shift_down(pre))
+        if self.conditional:
+            pre = ops.add(pre, self._condition_bias(self.vertical_condition, conditioning))
+        return self._gate(pre), link
+
+    def horizontal(self, horizontal_input, link, conditioning=None):
+        """Runs the horizontal stack, given the `link` from `vertical`.
+
+        Each row is computed from that row of `horizontal_input` and `link`
+        only, so it can be run on a single row (as fast sampling does).
+        """
+        pre = ops.add(self.horizontal_conv(horizontal_input), link)
+        if self.conditional:
+            pre = ops.add(pre, self._condition_bias(self.horizontal_condition,
+                                                    conditioning))
+        out = self.horizontal_output(self._gate(pre))
+        if self._use_residual:
+            out = ops.add(out, ops.cast(horizontal_input, out.dtype))
+        return out
+
+    def call(self, inputs):
+        vertical_input, horizontal_input = inputs[0], inputs[1]
+        conditioning = inputs[2] if len(inputs) == 3 else None
+        vertical_output, link = self.vertical(vertical_input, conditioning)
+        return [vertical_output, self.horizontal(horizontal_input, link, conditioning)]
+
+    def compute_output_shape(self, input_shape):
+        return [self._with_channels(input_shape[0], self.filters),
+                self._with_channels(input_shape[1], self.filters)]

@@ -1,0 +1,190 @@
+"""The attention core shared by the non-local family (and reusable by others).
+
+Every function here works on *flattened positions*: a feature map of shape
+`(batch, *spatial, channels)` (channels last) becomes `(batch, positions,
+channels)` with `flatten_positions`. The layers move channels-first inputs to
+channels last with a transpose first (never a bare reshape, which would mix
+channels and positions).
+
+`attend(query, key, value, ...)` computes
+
+```
+y_i = sum_j w(i, j) value_j,   w(i, .) = normalise(pairwise(query_i, key_j))
+```
+
+with
+
+- `pairwise="dot"`: `scale * query_i . key_j` (embedded Gaussian, Gaussian,
+  dot product, SAGAN);
+- `pairwise="concat_relu"`: `ReLU(query_i + key_j)`, where `query` and `key`
+  are the per-position scalars `w_theta . theta_i` and `w_phi . phi_j`, so the
+  paper's `ReLU(w^T [theta_i; phi_j])` never builds the concatenated
+  `(N, N, 2C)` tensor;
+- `normalization="softmax"`: softmax over the keys (the Gaussian forms);
+- `normalization="count"`: division by the number of keys `N` (dot product and
+  concatenation forms of the non-local paper).
+
+Logits, softmax and the weighted sum are computed in float32 whatever the
+compute dtype (float16 softmax overflows); the caller casts the result back.
+
+Memory: the `(N_q, N_k)` weight matrix is what exhausts memory on large maps.
+With `query_chunk_size`, the queries are processed `query_chunk_size` at a time,
+so only a `(query_chunk_size, N_k)` block exists at once; each chunk is wrapped
+in `keras.remat`, so training does not keep every block for the backward pass
+either (it recomputes them). The numbers are those of the unchunked
+computation. When the weights are a softmax of dot products and are not
+returned, `keras.ops.dot_product_attention` is used, so GPUs get the fused
+kernels of the backend.
+
+Example:
+
+```python
+from keras import random
+from keras_attention_vision.layers import attention_core
+
+q = random.normal((2, 64, 8))
+k = random.normal((2, 16, 8))
+v = random.normal((2, 16, 4))
+y = attention_core.attend(q, k, v, scale=8 ** -0.5, query_chunk_size=16)
+y.shape  # (2, 64, 4)
+```
+"""
+
+import keras
+from keras import ops
+
+PAIRWISE = ("dot", "concat_relu")
+NORMALIZATIONS = ("softmax", "count")
+
+
+def flatten_positions(x):
+    """`(batch, *spatial, channels)` -> `(batch, prod(spatial), channels)`.
+
+    The number of positions is static when every spatial size is known,
+    `-1` otherwise.
+    """
+    shape = ops.shape(x)
+    spatial = x.shape[1:-1]
+    if all(isinstance(d, int) for d in spatial):
+        positions = 1
+        for d in spatial:
+            positions *= d
+    else:
+        positions = -1
+    return ops.reshape(x, (shape[0], positions, x.shape[-1]))
+
+
+def pool_space(x, pool_size):
+    """Max-pools a channels-last map over its spatial axes (stride = pool size).
+
+    Args:
+        x: `(batch, *spatial, channels)`.
+        pool_size: one int per spatial axis, e.g. `(2, 2)` for images and
+            `(1, 2, 2)` for video (time is not pooled).
+    """
+    pool_size = tuple(pool_size)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    # TF has no float16 MaxPool3D kernel on CPU; the max is exact in float32.
+    upcast = len(pool_size) == 3 and dtype in ("float16", "bfloat16")
+    if upcast:
+        x = ops.cast(x, "float32")
+    x = ops.max_pool(x, pool_size=pool_size, strides=pool_size, padding="valid",
+                     data_format="channels_last")
+    return ops.cast(x, dtype) if upcast else x
+
+
+def attention_logits(query, key, pairwise="dot", scale=1.0):
+    """The float32 `(batch, N_q, N_k)` pairwise scores before normalisation."""
+    query = ops.cast(query, "float32")
+    key = ops.cast(key, "float32")
+    if pairwise == "dot":
+        logits = ops.einsum("bqc,bkc->bqk", query, key)
+        if scale != 1.0:
+            logits = logits * scale
+        return logits
+    # concat_relu: query (B, N_q, 1), key (B, N_k, 1).
+    return ops.relu(query + ops.transpose(key, (0, 2, 1)))
+
+
+def attention_weights(logits, normalization="softmax"):
+    """Normalises float32 logits over the keys (last axis)."""
+    if normalization == "softmax":
+        return ops.softmax(logits, axis=-1)
+    return logits / ops.cast(ops.shape(logits)[-1], "float32")
+
+
+def _can_fuse(query, value, pairwise, normalization, return_scores):
+    return (pairwise == "dot" and normalization == "softmax" and not return_scores
+            and query.shape[-1] == value.shape[-1])
+
+
+def _attend_block(query, key, value, pairwise, normalization, scale, return_scores):
+    query = ops.cast(query, "float32")
+    key = ops.cast(key, "float32")
+    value = ops.cast(value, "float32")
+    if _can_fuse(query, value, pairwise, normalization, return_scores):
+        # (B, N, C) -> (B, N, 1 head, C): the backend's fused kernel.
+        out = ops.dot_product_attention(
+            query[:, :, None, :], key[:, :, None, :], value[:, :, None, :],
+            scale=scale,
+        )
+        return out[:, :, 0, :], None
+    weights = attention_weights(attention_logits(query, key, pairwise, scale),
+                                normalization)
+    out = ops.einsum("bqk,bkc->bqc", weights, value)
+    return out, (weights if return_scores else None)
+
+
+def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0,
+           query_chunk_size=None, return_scores=False, remat_chunks=True):
+    """Weighted sum of `value` over keys, optionally in chunks of queries.
+
+    Args:
+        query: `(batch, N_q, C_k)` (`(batch, N_q, 1)` for `"concat_relu"`).
+        key: `(batch, N_k, C_k)` (`(batch, N_k, 1)` for `"concat_relu"`).
+        value: `(batch, N_k, C_v)`.
+        pairwise: `"dot"` or `"concat_relu"` (see the module docstring).
+        normalization: `"softmax"` or `"count"`.
+        scale: multiplies the dot-product logits (`1.0`: none).
+        query_chunk_size: `None` (all queries at once) or a positive int; the
+            result is the same, only the peak memory changes. Needs a static
+            number of query positions, else the queries are not chunked.
+        return_scores: also return the `(batch, N_q, N_k)` float32 weights
+            (then the full matrix exists, chunked or not).
+        remat_chunks: recompute each chunk in the backward pass instead of
+            keeping its weights (used only when chunking without scores).
+
+    Returns:
+        The float32 `(batch, N_q, C_v)` result, and the weights when
+        `return_scores` (else `None`): a tuple `(output, weights)`.
+    """
+    if pairwise not in PAIRWISE:
+        raise ValueError(f"`pairwise` must be one of {PAIRWISE}. "
+                         f"Received: pairwise={pairwise!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}. "
+                         f"Received: normalization={normalization!r}")
+    num_queries = query.shape[1]
+    if (query_chunk_size is None or not isinstance(num_queries, int)
+            or num_queries <= query_chunk_size):
+        return _attend_block(query, key, value, pairwise, normalization, scale,
+                             return_scores)
+
+    def block(q, k, v):
+        return _attend_block(q, k, v, pairwise, normalization, scale, False)[0]
+
+    if remat_chunks and not return_scores:
+        block = keras.remat(block)
+    outputs, all_weights = [], []
+    for start in range(0, num_queries, query_chunk_size):
+        q = query[:, start:start + query_chunk_size]
+        if return_scores:
+            out, weights = _attend_block(q, key, value, pairwise, normalization, scale,
+                                         True)
+            all_weights.append(weights)
+        else:
+            out = block(q, key, value)
+        outputs.append(out)
+    output = ops.concatenate(outputs, axis=1)
+    weights = ops.concatenate(all_weights, axis=1) if return_scores else None
+    return output, weights

@@ -1,0 +1,257 @@
+"""The non-local block of Wang et al. (2018), for sequences, images and video."""
+
+import keras
+from keras import ops
+
+from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.layers import attention_core
+from keras_attention_vision.layers.validation import (
+    check_choice,
+    check_positive_int,
+    check_rank,
+    standardize_data_format,
+)
+
+MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+# Max-pool window of the sub-sampling per input rank: space only, never time.
+POOL_SIZES = {3: (2,), 4: (2, 2), 5: (1, 2, 2)}
+
+
+@kav_export("keras_attention_vision.layers.NonLocalBlock")
+class NonLocalBlock(keras.layers.Layer):
+    """Non-local block: every position attends to every other position.
+
+    From "Non-local Neural Networks" (Wang, Girshick, Gupta and He, 2018):
+
+    ```
+    y_i = 1 / C(x) * sum_j f(x_i, x_j) g(x_j)        z_i = W_z y_i + x_i
+    ```
+
+    `theta`, `phi` and `g` are 1x1 convolutions (dense layers on the channel
+    axis) to `inter_channels`, `W_z` a 1x1 convolution back to the input
+    channels. The pairwise function `f` and the normaliser `C(x)` follow `mode`:
+
+    - `"embedded_gaussian"`: `softmax_j(theta_i . phi_j)`;
+    - `"gaussian"`: `softmax_j(x_i . x_j)` (no `theta`/`phi`);
+    - `"dot_product"`: `theta_i . phi_j / N`;
+    - `"concatenation"`: `ReLU(w^T [theta_i; phi_j]) / N`,
+
+    with `N` the number of key positions. The rank of the input chooses the
+    variant: `(batch, T, C)` 1D, `(batch, H, W, C)` 2D and `(batch, T, H, W, C)`
+    3D (video), or their channels-first forms.
+
+    The block is the identity at initialisation: `W_z` is followed by a batch
+    normalisation whose gamma starts at zero (`use_bn=True`), or `W_z` itself
+    starts at zero (`use_bn=False`). It can therefore be added to a trained
+    network without changing its outputs.
+
+    Args:
+        mode: the pairwise function, one of `"embedded_gaussian"` (default),
+            `"gaussian"`, `"dot_product"`, `"concatenation"`.
+        inter_channels: channels of `theta`, `phi` and `g`; defaults to half the
+            input channels (at least 1).
+        sub_sample: max-pool `phi` and `g` (the keys and values) over space
+            only, 2 for 1D, 2x2 for images, 1x2x2 for video; the queries keep
+            the full resolution. Defaults to `False`.
+        use_bn: batch normalisation after `W_z` with gamma initialised to zero
+            (the paper's choice). With `False`, `W_z` is zero-initialised.
+            Defaults to `True`.
+        use_scale: divide the Gaussian and embedded-Gaussian logits by the
+            square root of their channel count, as the authors' code does (the
+            paper's equations do not). Defaults to `True`.
+        query_chunk_size: compute the affinities for this many query positions
+            at a time, so the full `N x N` matrix never exists (same result,
+            lower peak memory on large maps). `None` (default) computes all at
+            once.
+        return_attention_scores: return `(output, scores)` instead of the
+            output; can be overridden per call. Defaults to `False`.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (the Keras
+            image data format).
+        kernel_initializer: initializer of `theta`, `phi`, `g` (and of `W_z`
+            when `use_bn=True`). Defaults to `"he_normal"`.
+        kernel_regularizer: regularizer of the same kernels.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: a rank 3, 4 or 5 tensor.
+        training: passed to the batch normalisation.
+        return_attention_scores: overrides the constructor value for this call.
+
+    Returns:
+        A tensor of the input's shape; with `return_attention_scores`, also the
+        `(batch, N_q, N_k)` affinity weights over the flattened positions
+        (row `i` is the weight of every key position for query position `i`;
+        `N_k` is the pooled count when `sub_sample=True`).
+
+    Example:
+
+    ```python
+    x = keras.Input((32, 32, 64))
+    y = NonLocalBlock(sub_sample=True)(x)
+    video = keras.Input((8, 14, 14, 256))
+    z = NonLocalBlock(mode="dot_product")(video)
+    ```
+    """
+
+    def __init__(self, mode="embedded_gaussian", inter_channels=None, sub_sample=False,
+                 use_bn=True, use_scale=True, query_chunk_size=None,
+                 return_attention_scores=False, data_format=None,
+                 kernel_initializer="he_normal", kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.mode = check_choice("mode", mode, MODES)
+        self.inter_channels = check_positive_int("inter_channels", inter_channels,
+                                                 allow_none=True)
+        self.query_chunk_size = check_positive_int("query_chunk_size",
+                                                   query_chunk_size, allow_none=True)
+        for name, value in (("sub_sample", sub_sample), ("use_bn", use_bn),
+                            ("use_scale", use_scale),
+                            ("return_attention_scores", return_attention_scores)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+        self.sub_sample = sub_sample
+        self.use_bn = use_bn
+        self.use_scale = use_scale
+        self.return_attention_scores = return_attention_scores
+        self.data_format = standardize_data_format(data_format)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.supports_masking = False
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "mode": self.mode,
+            "inter_channels": self.inter_channels,
+            "sub_sample": self.sub_sample,
+            "use_bn": self.use_bn,
+            "use_scale": self.use_scale,
+            "query_chunk_size": self.query_chunk_size,
+            "return_attention_scores": self.return_attention_scores,
+            "data_format": self.data_format,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+        })
+        return config
+
+    def _channels_last_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.data_format == "channels_first":
+            return (input_shape[0],) + input_shape[2:] + (input_shape[1],)
+        return input_shape
+
+    def _dense(self, units, name, kernel_initializer=None):
+        return keras.layers.Dense(
+            units, name=name, dtype=self.dtype_policy,
+            kernel_initializer=kernel_initializer or self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+        )
+
+    def build(self, input_shape):
+        check_rank(self, input_shape, (3, 4, 5))
+        shape = self._channels_last_shape(input_shape)
+        channels = shape[-1]
+        if channels is None:
+            raise ValueError(f"{type(self).__name__} needs a known channel count. "
+                             f"Received: input_shape={tuple(input_shape)}")
+        self.rank = len(shape)
+        self.channels = channels
+        self.inner = self.inter_channels or max(1, channels // 2)
+        if self.mode != "gaussian":
+            self.theta = self._dense(self.inner, "theta")
+            self.phi = self._dense(self.inner, "phi")
+            self.theta.build(shape)
+            self.phi.build(shape)
+        self.g = self._dense(self.inner, "g")
+        self.g.build(shape)
+        if self.mode == "concatenation":
+            self.concat_kernel = self.add_weight(
+                name="concat_kernel", shape=(2 * self.inner, 1),
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+            )
+        inner_shape = shape[:-1] + (self.inner,)
+        if self.use_bn:
+            self.w_z = self._dense(channels, "w_z")
+            self.bn = keras.layers.BatchNormalization(
+                axis=-1, gamma_initializer="zeros", name="bn", dtype=self.dtype_policy)
+            self.bn.build(shape)
+        else:
+            self.w_z = self._dense(channels, "w_z", kernel_initializer="zeros")
+        self.w_z.build(inner_shape)
+        self.built = True
+
+    def _scale(self, key_channels):
+        if self.use_scale and self.mode in ("embedded_gaussian", "gaussian"):
+            return float(key_channels) ** -0.5
+        return 1.0
+
+    def _keys(self, t):
+        if self.sub_sample:
+            t = attention_core.pool_space(t, POOL_SIZES[self.rank])
+        return attention_core.flatten_positions(t)
+
+    def call(self, inputs, training=None, return_attention_scores=None):
+        if return_attention_scores is None:
+            return_attention_scores = self.return_attention_scores
+        x = inputs
+        if self.data_format == "channels_first":
+            x = ops.moveaxis(x, 1, -1)
+        if self.mode == "gaussian":
+            query, key = x, x
+        else:
+            query, key = self.theta(x), self.phi(x)
+        value = self._keys(self.g(x))
+        key = self._keys(key)
+        query_flat = attention_core.flatten_positions(query)
+        pairwise, normalization = "dot", "softmax"
+        if self.mode in ("dot_product", "concatenation"):
+            normalization = "count"
+        if self.mode == "concatenation":
+            kernel = ops.cast(self.concat_kernel, "float32")
+            pairwise = "concat_relu"
+            query_flat = ops.matmul(ops.cast(query_flat, "float32"), kernel[:self.inner])
+            key = ops.matmul(ops.cast(key, "float32"), kernel[self.inner:])
+        y, scores = attention_core.attend(
+            query_flat, key, value, pairwise=pairwise, normalization=normalization,
+            scale=self._scale(query.shape[-1]), query_chunk_size=self.query_chunk_size,
+            return_scores=return_attention_scores,
+        )
+        y = ops.cast(y, self.compute_dtype)
+        y = ops.reshape(y, ops.shape(query)[:-1] + (self.inner,))
+        y = self.w_z(y)
+        if self.use_bn:
+            y = self.bn(y, training=training)
+        z = ops.cast(y, x.dtype) + x
+        if self.data_format == "channels_first":
+            z = ops.moveaxis(z, -1, 1)
+        if return_attention_scores:
+            return z, ops.cast(scores, self.compute_dtype)
+        return z
+
+    def _scores_shape(self, input_shape):
+        shape = self._channels_last_shape(input_shape)
+        spatial = shape[1:-1]
+        if any(d is None for d in spatial):
+            return (shape[0], None, None)
+        num_queries, num_keys = 1, 1
+        pools = POOL_SIZES[len(shape)] if self.sub_sample else (1,) * len(spatial)
+        for d, p in zip(spatial, pools):
+            num_queries *= d
+            num_keys *= d // p
+        return (shape[0], num_queries, num_keys)
+
+    def compute_output_shape(self, input_shape):
+        check_rank(self, input_shape, (3, 4, 5))
+        if self.return_attention_scores:
+            return tuple(input_shape), self._scores_shape(input_shape)
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
+        if return_attention_scores is None:
+            return_attention_scores = self.return_attention_scores
+        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if return_attention_scores:
+            scores = keras.KerasTensor(self._scores_shape(inputs.shape),
+                                       dtype=self.compute_dtype)
+            return output, scores
+        return output

@@ -1,0 +1,185 @@
+"""Tests of NonLocalBlock against the paper's equation written in NumPy."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_attention_vision.layers import NonLocalBlock
+from tests import testing
+from tests.layers import non_local_reference as ref
+
+MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+SHAPES = {1: (2, 6, 4), 2: (2, 4, 5, 4), 3: (1, 2, 4, 4, 4)}
+
+
+def _np(v):
+    return np.asarray(ops.convert_to_numpy(v), "float64")
+
+
+def layer_weights(layer):
+    """The block's parameters by name, for the NumPy reference."""
+    weights = {}
+    names = ["g", "w_z"] + ([] if layer.mode == "gaussian" else ["theta", "phi"])
+    for name in names:
+        sub = getattr(layer, name)
+        weights[f"{name}_kernel"] = _np(sub.kernel)
+        weights[f"{name}_bias"] = _np(sub.bias)
+    if layer.mode == "concatenation":
+        weights["concat_kernel"] = _np(layer.concat_kernel)
+    if layer.use_bn:
+        for attr in ("gamma", "beta", "moving_mean", "moving_variance"):
+            weights[f"bn_{attr}"] = _np(getattr(layer.bn, attr))
+    return weights
+
+
+def _input(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+class NonLocalBlockTest(testing.TestCase):
+    def _check_reference(self, mode, rank, sub_sample, use_bn=True, use_scale=True):
+        x = _input(SHAPES[rank])
+        layer = NonLocalBlock(mode=mode, sub_sample=sub_sample, use_bn=use_bn,
+                              use_scale=use_scale)
+        layer(x)
+        testing.perturb_weights(layer)
+        out, scores = layer(x, training=False, return_attention_scores=True)
+        expected, expected_scores = ref.non_local(x, layer_weights(layer), mode,
+                                                  sub_sample, use_scale, use_bn)
+        self.assertAllClose(out, expected, atol=2e-5, rtol=2e-5,
+                            msg=f"{mode} rank {rank} sub_sample={sub_sample}")
+        self.assertAllClose(scores, expected_scores, atol=2e-6, rtol=2e-5)
+
+    def test_each_mode_matches_numpy_2d(self):
+        for mode in MODES:
+            for sub_sample in (False, True):
+                with self.subTest(mode=mode, sub_sample=sub_sample):
+                    self._check_reference(mode, 2, sub_sample)
+
+    def test_each_mode_matches_numpy_1d_and_3d(self):
+        for mode in MODES:
+            for rank in (1, 3):
+                with self.subTest(mode=mode, rank=rank):
+                    self._check_reference(mode, rank, sub_sample=True)
+
+    def test_without_scale_and_without_bn_matches_numpy(self):
+        self._check_reference("embedded_gaussian", 2, False, use_bn=False,
+                              use_scale=False)
+        self._check_reference("gaussian", 1, True, use_bn=False, use_scale=False)
+
+    def test_identity_at_initialisation(self):
+        x = _input(SHAPES[2])
+        for mode in MODES:
+            for use_bn in (True, False):
+                layer = NonLocalBlock(mode=mode, use_bn=use_bn, sub_sample=True)
+                for training in (False, True):
+                    with self.subTest(mode=mode, use_bn=use_bn, training=training):
+                        self.assertAllClose(layer(x, training=training), x, atol=0)
+
+    def test_permutation_equivariance(self):
+        rng = np.random.default_rng(3)
+        for mode in MODES:
+            with self.subTest(mode=mode):
+                layer = NonLocalBlock(mode=mode)
+                x = _input(SHAPES[2])
+                layer(x)
+                testing.perturb_weights(layer)
+                b, h, w, c = x.shape
+                perm = rng.permutation(h * w)
+                x_perm = x.reshape(b, h * w, c)[:, perm].reshape(x.shape)
+                out = testing.to_numpy(layer(x, training=False)).reshape(b, h * w, c)
+                out_perm = testing.to_numpy(layer(x_perm, training=False))
+                self.assertAllClose(out_perm.reshape(b, h * w, c), out[:, perm],
+                                    atol=1e-5, rtol=1e-5)
+
+    def test_chunked_equals_unchunked(self):
+        cases = [(mode, 2, True) for mode in MODES]
+        cases += [("embedded_gaussian", 2, False), ("concatenation", 3, True),
+                  ("dot_product", 1, False)]
+        for mode, rank, sub_sample in cases:
+            with self.subTest(mode=mode, rank=rank, sub_sample=sub_sample):
+                x = _input(SHAPES[rank])
+                full = NonLocalBlock(mode=mode, sub_sample=sub_sample)
+                full(x)
+                testing.perturb_weights(full)
+                chunked = NonLocalBlock(mode=mode, sub_sample=sub_sample,
+                                        query_chunk_size=3)
+                chunked(x)
+                chunked.set_weights(full.get_weights())
+                a, sa = full(x, training=False, return_attention_scores=True)
+                b, sb = chunked(x, training=False, return_attention_scores=True)
+                self.assertAllClose(b, a, atol=1e-5, rtol=1e-5)
+                self.assertAllClose(sb, sa, atol=1e-6, rtol=1e-5)
+                self.assertAllClose(chunked(x, training=False),
+                                    full(x, training=False), atol=1e-5, rtol=1e-5)
+
+    def test_channels_first_matches_channels_last(self):
+        for rank in (1, 2, 3):
+            for mode in ("embedded_gaussian", "concatenation"):
+                with self.subTest(rank=rank, mode=mode):
+                    self.assert_channels_first_matches_last(
+                        NonLocalBlock, {"mode": mode, "sub_sample": True},
+                        _input(SHAPES[rank]))
+
+    def test_shapes_1d_2d_3d(self):
+        for rank, shape in SHAPES.items():
+            layer = NonLocalBlock(sub_sample=True, inter_channels=3)
+            out, scores = layer(_input(shape), return_attention_scores=True)
+            positions = int(np.prod(shape[1:-1]))
+            pool = {1: (2,), 2: (2, 2), 3: (1, 2, 2)}[rank]
+            pooled = int(np.prod([s // p for s, p in zip(shape[1:-1], pool)]))
+            self.assertEqual(tuple(out.shape), shape)
+            self.assertEqual(tuple(scores.shape), (shape[0], positions, pooled))
+            self.assertEqual(tuple(layer.g.kernel.shape), (shape[-1], 3))
+
+    def test_float32_softmax_under_mixed_precision(self):
+        # x_i . x_j reaches ~9e4 here: beyond float16's 65504.
+        x = np.full((1, 4, 4, 8), 100.0, "float32")
+        x[0, 0, 0] = -100.0
+        layer = NonLocalBlock(mode="gaussian", use_scale=False, dtype="mixed_float16")
+        layer(x)
+        testing.perturb_weights(layer)
+        out = testing.to_numpy(layer(x, training=False)).astype("float64")
+        self.assertTrue(np.all(np.isfinite(out)))
+        expected, _ = ref.non_local(x, layer_weights(layer), "gaussian", False, False,
+                                    True)
+        np.testing.assert_allclose(out, expected, rtol=2e-2, atol=0.5)
+
+    def test_harness_each_mode(self):
+        for mode in MODES:
+            with self.subTest(mode=mode):
+                self.run_layer_test(NonLocalBlock, {"mode": mode, "sub_sample": True},
+                                    _input((2, 4, 4, 4)))
+
+    def test_harness_1d_3d_chunked_and_scores(self):
+        self.run_layer_test(NonLocalBlock, {"inter_channels": 2}, _input(SHAPES[1]))
+        self.run_layer_test(NonLocalBlock,
+                            {"sub_sample": True, "query_chunk_size": 8},
+                            _input(SHAPES[3]))
+        self.run_layer_test(NonLocalBlock,
+                            {"use_bn": False, "return_attention_scores": True},
+                            _input((2, 4, 4, 4)))
+
+    def test_bad_input(self):
+        for shape in ((2, 4), (1, 2, 2, 2, 2, 4)):
+            with self.assertRaisesRegex(ValueError, "Received: input_shape=") as ctx:
+                NonLocalBlock()(np.zeros(shape, "float32"))
+            self.assertIn(str(shape), str(ctx.exception))
+        with self.assertRaisesRegex(ValueError, "Received: inter_channels=0"):
+            NonLocalBlock(inter_channels=0)
+        with self.assertRaisesRegex(ValueError, "Received: mode='cosine'"):
+            NonLocalBlock(mode="cosine")
+        with self.assertRaisesRegex(ValueError, "Received: query_chunk_size=-1"):
+            NonLocalBlock(query_chunk_size=-1)
+        with self.assertRaisesRegex(ValueError, "Received: data_format='nhwc'"):
+            NonLocalBlock(data_format="nhwc")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_symbolic_model_returns_scores(mode):
+    inputs = keras.Input((4, 4, 4))
+    out, scores = NonLocalBlock(mode=mode, sub_sample=True)(
+        inputs, return_attention_scores=True)
+    assert tuple(out.shape) == (None, 4, 4, 4)
+    assert tuple(scores.shape) == (None, 16, 4)

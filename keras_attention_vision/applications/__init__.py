@@ -1,3 +1,9 @@
 """Ready-made models of the papers, built the `keras.applications` way."""
 
-__all__ = []
+from keras_attention_vision.applications.recurrent_attention_model import (
+    RecurrentAttentionModel,
+)
+
+__all__ = [
+    "RecurrentAttentionModel",
+]

@@ -1,0 +1,337 @@
+"""The Recurrent Attention Model (Mnih, Heess, Graves, Kavukcuoglu; NIPS 2014)."""
+
+import keras
+from keras import ops
+
+from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
+from keras_attention_vision.layers.validation import check_choice, check_positive_int
+from keras_attention_vision.reinforce import (
+    GaussianLocationPolicy,
+    LearnedBaseline,
+    MovingAverageBaseline,
+    baseline_loss,
+    reinforce_loss,
+    require_reinforce_backend,
+)
+
+#: The paper's configurations (glimpses as in the paper's best row per task).
+PRESETS = {
+    "mnist": dict(input_shape=(28, 28, 1), num_glimpses=6, patch_size=8,
+                  num_scales=1, core="rnn"),
+    "translated": dict(input_shape=(60, 60, 1), num_glimpses=8, patch_size=12,
+                       num_scales=3, core="rnn"),
+    "cluttered60": dict(input_shape=(60, 60, 1), num_glimpses=8, patch_size=12,
+                        num_scales=4, core="lstm"),
+    "cluttered100": dict(input_shape=(100, 100, 1), num_glimpses=8, patch_size=12,
+                         num_scales=4, core="lstm"),
+}
+
+
+@kav_export("keras_attention_vision.applications.RecurrentAttentionModel")
+class RecurrentAttentionModel(keras.Model):
+    """The Recurrent Attention Model, trained with the hybrid REINFORCE loss.
+
+    At step `t` the location network samples `l_t ~ N(mu_t, std^2)` with
+    `mu_t = tanh(Lin(h_{t-1}))` (`h_0 = 0`, so the first location is learned
+    too); the retina (`GlimpseSensor`) reads `rho(x, l_t)`; the glimpse network
+    gives `g_t = ReLU(Lin(ReLU(Lin(rho))) + Lin(ReLU(Lin(l_t))))`; the core
+    updates `h_t = ReLU(Lin(g_t) + Lin(h_{t-1}))` (or an LSTM); the classifier
+    reads `h_T`. The baseline `b_t = Lin(sg(h_{t-1}))` is a function of the
+    state the action is taken in, not of the action, so it does not bias the
+    gradient.
+
+    `compute_loss` is the hybrid loss
+
+        CE(y, logits) + MSE(b_t, R) - mean_b sum_t (R - sg(b_t)) log pi(sg(l_t) | mu_t)
+
+    with `R = 1` when the class is right, so `compile(optimizer)` and `fit()`
+    train it on TensorFlow and JAX. PyTorch has no TFP substrate: the
+    constructor raises a clear error there.
+
+    At inference the mean locations are used (`predict`); `predict_averaged`
+    averages the class probabilities of `M` sampled rollouts instead.
+
+    Args:
+        input_shape: image shape (channels last or first, per `data_format`).
+        classes: number of classes.
+        num_glimpses: `T`, the number of glimpses (and locations).
+        patch_size, num_scales, scale_factor: the retina (see `GlimpseSensor`).
+        glimpse_hidden: width of the two hidden layers of the glimpse network
+            (128 in the paper).
+        glimpse_units: width of `g_t` (256).
+        core: `"rnn"` (ReLU RNN, the paper's MNIST core) or `"lstm"`.
+        core_units: width of `h_t` (256).
+        std: the fixed standard deviation of the location policy.
+        mean_activation: `"tanh"` or `"clip"` for the policy mean.
+        baseline: `"learned"` (`Lin(h)`, trained by MSE) or `"moving_average"`.
+        policy_to_core: let the REINFORCE gradient flow into the core and the
+            glimpse network (`False`: it trains the location network only).
+        reinforce_weight: weight of the REINFORCE term of the hybrid loss.
+        classifier_activation: `"softmax"` (probabilities) or `None` (logits)
+            for the inference output.
+        data_format: `"channels_last"`, `"channels_first"` or `None`.
+        seed: seed of the location sampling.
+        name: model name.
+
+    Call arguments:
+        inputs: images `(B, H, W, C)` (or `(B, C, H, W)`).
+        training: `True` samples locations and returns the dict of the
+            rollout (used by `compute_loss`); otherwise the mean locations
+            are followed and the class probabilities returned.
+        return_locations: at inference, also return the locations `(B, T, 2)`.
+
+    Example:
+
+    ```python
+    model = RecurrentAttentionModel.from_preset("mnist", seed=0)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=5, batch_size=64)
+    probabilities = model.predict(x_test)
+    probabilities_m10 = model.predict_averaged(x_test, num_samples=10)
+    ```
+    """
+
+    def __init__(self, input_shape=(28, 28, 1), classes=10, num_glimpses=6, patch_size=8,
+                 num_scales=1, scale_factor=2, glimpse_hidden=128, glimpse_units=256,
+                 core="rnn", core_units=256, std=0.1, mean_activation="tanh",
+                 baseline="learned", policy_to_core=False, reinforce_weight=1.0,
+                 classifier_activation="softmax", data_format=None, seed=None,
+                 name="recurrent_attention_model", **kwargs):
+        require_reinforce_backend()
+        super().__init__(name=name, **kwargs)
+        if len(tuple(input_shape)) != 3:
+            raise ValueError(
+                "`input_shape` must be (height, width, channels) or (channels, height, "
+                f"width). Received: input_shape={input_shape!r}"
+            )
+        self.image_shape = tuple(int(s) for s in input_shape)
+        self.classes = check_positive_int("classes", classes)
+        self.num_glimpses = check_positive_int("num_glimpses", num_glimpses)
+        self.glimpse_hidden = check_positive_int("glimpse_hidden", glimpse_hidden)
+        self.glimpse_units = check_positive_int("glimpse_units", glimpse_units)
+        self.core = check_choice("core", core, ("rnn", "lstm"))
+        self.core_units = check_positive_int("core_units", core_units)
+        self.baseline = check_choice("baseline", baseline, ("learned", "moving_average"))
+        self.policy_to_core = bool(policy_to_core)
+        self.reinforce_weight = float(reinforce_weight)
+        self.classifier_activation = check_choice(
+            "classifier_activation", classifier_activation, ("softmax", None))
+        self.seed = seed
+        self.sensor = GlimpseSensor(patch_size, num_scales, scale_factor,
+                                    data_format=data_format, name="glimpse_sensor")
+        self.data_format = self.sensor.data_format
+        self.policy = GaussianLocationPolicy(
+            units=2, std=std, mean_activation=mean_activation,
+            stop_gradient_inputs=not self.policy_to_core, seed=seed, name="location")
+        dense = keras.layers.Dense
+        self.glimpse_what = dense(glimpse_hidden, activation="relu", name="glimpse_what")
+        self.glimpse_where = dense(glimpse_hidden, activation="relu", name="glimpse_where")
+        self.glimpse_what_out = dense(glimpse_units, name="glimpse_what_out")
+        self.glimpse_where_out = dense(glimpse_units, name="glimpse_where_out")
+        if self.core == "rnn":
+            self.core_input = dense(core_units, name="core_input")
+            self.core_recurrent = dense(core_units, use_bias=False, name="core_recurrent")
+        else:
+            self.core_cell = keras.layers.LSTMCell(core_units, name="core_lstm")
+        if self.baseline == "learned":
+            self.baseline_net = LearnedBaseline(name="baseline")
+        else:
+            self.baseline_net = MovingAverageBaseline(name="baseline")
+        self.classifier = dense(classes, name="classifier")
+        self.reward_tracker = keras.metrics.Mean(name="reward")
+
+    # Keras model plumbing -------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, preset, **kwargs):
+        """Builds one of the paper's configurations: `"mnist"`, `"translated"`,
+        `"cluttered60"`, `"cluttered100"`; `kwargs` override its entries."""
+        if preset not in PRESETS:
+            raise ValueError(f"`preset` must be one of {tuple(PRESETS)}. "
+                             f"Received: preset={preset!r}")
+        return cls(**{**PRESETS[preset], **kwargs})
+
+    def get_config(self):
+        return {
+            "input_shape": self.image_shape,
+            "classes": self.classes,
+            "num_glimpses": self.num_glimpses,
+            "patch_size": self.sensor.patch_size,
+            "num_scales": self.sensor.num_scales,
+            "scale_factor": self.sensor.scale_factor,
+            "glimpse_hidden": self.glimpse_hidden,
+            "glimpse_units": self.glimpse_units,
+            "core": self.core,
+            "core_units": self.core_units,
+            "std": self.policy.std,
+            "mean_activation": self.policy.mean_activation,
+            "baseline": self.baseline,
+            "policy_to_core": self.policy_to_core,
+            "reinforce_weight": self.reinforce_weight,
+            "classifier_activation": self.classifier_activation,
+            "data_format": self.data_format,
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        batch_image = (None,) + self.image_shape
+        self.sensor.build([batch_image, (None, 2)])
+        glimpse_shape = self.sensor.compute_output_shape([batch_image, (None, 2)])
+        flat = 1
+        for d in glimpse_shape[1:]:
+            flat *= d
+        self.policy.build((None, self.core_units))
+        self.glimpse_what.build((None, flat))
+        self.glimpse_where.build((None, 2))
+        self.glimpse_what_out.build((None, self.glimpse_hidden))
+        self.glimpse_where_out.build((None, self.glimpse_hidden))
+        if self.core == "rnn":
+            self.core_input.build((None, self.glimpse_units))
+            self.core_recurrent.build((None, self.core_units))
+        else:
+            self.core_cell.build((None, self.glimpse_units))
+        if self.baseline == "learned":
+            self.baseline_net.build((None, self.core_units))
+        else:
+            self.baseline_net.build()
+        self.classifier.build((None, self.core_units))
+        self.built = True
+
+    # The rollout ----------------------------------------------------------------
+
+    def _core_step(self, g, state):
+        if self.core == "rnn":
+            h = ops.relu(self.core_input(g) + self.core_recurrent(state[0]))
+            return h, [h]
+        h, new_state = self.core_cell(g, state)
+        return h, list(new_state)
+
+    def rollout(self, images, sample=False, return_glimpses=False):
+        """Runs the `T` glimpses on `images`.
+
+        Args:
+            images: the image batch.
+            sample: sample the locations (training, Monte Carlo rollouts) or
+                follow the policy mean.
+            return_glimpses: also return the retina outputs.
+
+        Returns:
+            A dict: `logits` `(B, classes)` float32, `means` and `locations`
+            `(B, T, 2)` as `(y, x)` in `[-1, 1]`, `baselines` `(B, T)`
+            (`b_t` from `h_{t-1}`), and `glimpses` `(B, T, ...)` if asked.
+        """
+        images = ops.cast(images, self.compute_dtype)
+        batch = ops.shape(images)[0]
+        h = ops.zeros((batch, self.core_units), self.compute_dtype)
+        state = [h] if self.core == "rnn" else [h, h]
+        means, locations, baselines, glimpses = [], [], [], []
+        for _ in range(self.num_glimpses):
+            mean, location = self.policy(h, sample=sample)
+            if self.baseline == "learned":
+                baselines.append(self.baseline_net(h))
+            glimpse = self.sensor([images, location])
+            if return_glimpses:
+                glimpses.append(glimpse)
+            what = self.glimpse_what_out(self.glimpse_what(ops.reshape(glimpse, (batch, -1))))
+            where = self.glimpse_where_out(self.glimpse_where(location))
+            g = ops.relu(what + where)
+            h, state = self._core_step(g, state)
+            means.append(mean)
+            locations.append(location)
+        out = {
+            "logits": ops.cast(self.classifier(h), "float32"),
+            "means": ops.stack(means, axis=1),
+            "locations": ops.stack(locations, axis=1),
+        }
+        if baselines:
+            out["baselines"] = ops.stack(baselines, axis=1)
+        if return_glimpses:
+            out["glimpses"] = ops.stack(glimpses, axis=1)
+        return out
+
+    def _head(self, logits):
+        if self.classifier_activation == "softmax":
+            return ops.softmax(logits, axis=-1)
+        return logits
+
+    def call(self, inputs, training=None, return_locations=False):
+        if training:
+            return self.rollout(inputs, sample=True)
+        out = self.rollout(inputs, sample=False)
+        probabilities = self._head(out["logits"])
+        if return_locations:
+            return probabilities, out["locations"]
+        return probabilities
+
+    def compute_output_spec(self, inputs, training=None, return_locations=False):
+        batch = inputs.shape[0]
+        spec = keras.KerasTensor((batch, self.classes), "float32")
+        if return_locations:
+            return spec, keras.KerasTensor((batch, self.num_glimpses, 2), "float32")
+        return spec
+
+    # The hybrid loss -------------------------------------------------------------
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        labels = ops.cast(ops.reshape(y, (-1,)), "int32")
+        if not isinstance(y_pred, dict):  # evaluate(): cross-entropy of the mean path
+            y_pred = ops.cast(y_pred, "float32")
+            self.reward_tracker.update_state(ops.cast(ops.equal(
+                ops.cast(ops.argmax(y_pred, axis=-1), "int32"), labels), "float32"))
+            return ops.mean(keras.losses.sparse_categorical_crossentropy(
+                labels, y_pred, from_logits=self.classifier_activation is None))
+        logits = y_pred["logits"]
+        cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))
+        correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"),
+                                     labels), "float32")
+        self.reward_tracker.update_state(correct)
+        log_probs = self.policy.log_prob(y_pred["means"], y_pred["locations"])  # (B, T)
+        if self.baseline == "learned":
+            baselines = y_pred["baselines"]
+            value_loss = baseline_loss(correct, baselines)
+        else:
+            baselines = self.baseline_net(correct, training=training)
+            value_loss = 0.0
+        policy_loss = reinforce_loss(correct, log_probs, baselines)
+        return cross_entropy + value_loss + self.reinforce_weight * policy_loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, dict):
+            y_pred = self._head(y_pred["logits"])
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    # Inference helpers -----------------------------------------------------------
+
+    def predict_averaged(self, images, num_samples=10, batch_size=256):
+        """Class probabilities averaged over `num_samples` sampled rollouts.
+
+        `num_samples=1` follows the mean locations instead (as `predict`).
+        Report both: averaging can hide a weak policy.
+
+        Returns:
+            NumPy array `(N, classes)`.
+        """
+        import numpy as np
+
+        num_samples = check_positive_int("num_samples", num_samples)
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = ops.convert_to_tensor(images[start:start + batch_size])
+            if num_samples == 1:
+                logits = self.rollout(chunk, sample=False)["logits"]
+                results.append(ops.convert_to_numpy(ops.softmax(logits, -1)))
+                continue
+            n = ops.shape(chunk)[0]
+            tiled = ops.concatenate([chunk] * num_samples, axis=0)
+            logits = self.rollout(tiled, sample=True)["logits"]
+            probs = ops.reshape(ops.softmax(logits, -1), (num_samples, n, self.classes))
+            results.append(ops.convert_to_numpy(ops.mean(probs, axis=0)))
+        return np.concatenate(results, axis=0)
+
+
+__all__ = ["PRESETS", "RecurrentAttentionModel"]

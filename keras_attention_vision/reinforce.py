@@ -1,0 +1,293 @@
+"""REINFORCE with TensorFlow Probability: location policy, baselines, surrogate loss.
+
+The score-function estimator of Williams (1992), as the Recurrent Attention
+Model uses it (Mnih et al., 2014). With rewards `R`, baselines `b_t` and
+actions `l_t` drawn from the policy `pi(. | mu_t)`, the surrogate loss
+
+    L = -mean_batch sum_t (R - sg(b_t)) * log pi(sg(l_t) | mu_t)
+
+has the REINFORCE gradient. `sg` (stop-gradient) goes on the sampled action and
+on the baseline, never on the policy mean `mu_t`: the mean is what REINFORCE
+trains. Log-probabilities and entropies come from the TFP distributions of the
+active backend (`keras_attention_vision.distributions`), so everything here runs
+on TensorFlow and JAX; PyTorch has no TFP substrate and gets a clear error.
+"""
+
+import keras
+from keras import ops
+
+from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.distributions import check_backend, get_distributions
+from keras_attention_vision.layers.validation import check_choice, check_positive_int
+
+MEAN_ACTIVATIONS = ("tanh", "clip")
+
+
+def _check_std(std):
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
+        raise ValueError(f"`std` must be a positive number. Received: std={std!r}")
+    return float(std)
+
+
+def gaussian_log_prob(mean, std, actions):
+    """Log-density of `actions` under independent Gaussians, summed over the last axis.
+
+    The actions are treated as constants (their gradient is stopped); the
+    gradient flows to `mean`. Computed in float32 with TFP's `Normal`.
+
+    Args:
+        mean: policy means, shape `(..., D)`.
+        std: the fixed standard deviation (a positive float).
+        actions: the sampled actions, shape `(..., D)`.
+
+    Returns:
+        float32 tensor of shape `(...)`.
+    """
+    tfd = get_distributions()
+    std = _check_std(std)
+    policy = tfd.Normal(loc=ops.cast(mean, "float32"), scale=std)
+    return ops.sum(policy.log_prob(ops.stop_gradient(ops.cast(actions, "float32"))), -1)
+
+
+def gaussian_entropy(mean, std):
+    """Entropy of the Gaussian policy, summed over the last axis (float32, `(...)`)."""
+    tfd = get_distributions()
+    policy = tfd.Normal(loc=ops.cast(mean, "float32"), scale=_check_std(std))
+    return ops.sum(policy.entropy(), -1)
+
+
+def reinforce_loss(rewards, log_probs, baselines=None):
+    """The REINFORCE surrogate loss `-mean_b sum_t (R - sg(b_t)) * log pi_t`.
+
+    Args:
+        rewards: the return of each episode, shape `(B,)` (one reward per
+            episode, as RAM's classification reward) or `(B, T)`.
+        log_probs: `log pi(sg(l_t) | mu_t)` of the actions taken, shape `(B, T)`.
+        baselines: `b_t`, shape `(B, T)`, `(B,)` or a scalar; `None` means 0.
+            Its gradient is stopped: train it with its own loss
+            (`baseline_loss`).
+
+    Returns:
+        A float32 scalar.
+    """
+    rewards = ops.cast(ops.stop_gradient(rewards), "float32")
+    log_probs = ops.cast(log_probs, "float32")
+    if len(rewards.shape) == 1:
+        rewards = rewards[:, None]
+    advantage = rewards
+    if baselines is not None:
+        baselines = ops.cast(ops.stop_gradient(baselines), "float32")
+        if len(baselines.shape) == 1:
+            baselines = baselines[:, None]
+        advantage = rewards - baselines
+    return -ops.mean(ops.sum(advantage * log_probs, axis=-1))
+
+
+def baseline_loss(rewards, baselines):
+    """Mean squared error between the baselines `b_t` and the reward `R`.
+
+    Args:
+        rewards: shape `(B,)` or `(B, T)`; its gradient is stopped.
+        baselines: shape `(B, T)`.
+
+    Returns:
+        A float32 scalar.
+    """
+    rewards = ops.cast(ops.stop_gradient(rewards), "float32")
+    if len(rewards.shape) == 1:
+        rewards = rewards[:, None]
+    return ops.mean(ops.square(ops.cast(baselines, "float32") - rewards))
+
+
+@kav_export("keras_attention_vision.reinforce.GaussianLocationPolicy")
+class GaussianLocationPolicy(keras.layers.Layer):
+    """A Gaussian policy over locations with a fixed standard deviation.
+
+    `mu = tanh(W h + b)` (or `clip(W h + b, -1, 1)`); in training the action is
+    `l = sg(mu + std * eps)`, `eps ~ N(0, I)`, otherwise `l = mu`. REINFORCE
+    trains the mean through `log_prob(mean, l)`.
+
+    Args:
+        units: dimension of the action (2 for `(y, x)` locations).
+        std: the fixed standard deviation (in `[-1, 1]` location units).
+        mean_activation: `"tanh"` or `"clip"` (to `[-1, 1]`).
+        stop_gradient_inputs: stop the gradient from the policy into the state
+            `h` (then only the location network learns from REINFORCE).
+        seed: seed of the sampling noise.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: the state `h`, shape `(B, features)`.
+        training: sample around the mean when `True`.
+        sample: overrides `training` to sample (`True`) or not (`False`).
+
+    Returns:
+        `(mean, location)`, both `(B, units)`.
+
+    Example:
+
+    ```python
+    policy = GaussianLocationPolicy(std=0.1, seed=0)
+    mean, location = policy(h, training=True)
+    log_pi = policy.log_prob(mean, location)  # (B,)
+    ```
+    """
+
+    def __init__(self, units=2, std=0.1, mean_activation="tanh",
+                 stop_gradient_inputs=False, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_positive_int("units", units)
+        self.std = _check_std(std)
+        self.mean_activation = check_choice("mean_activation", mean_activation,
+                                            MEAN_ACTIVATIONS)
+        self.stop_gradient_inputs = bool(stop_gradient_inputs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "units": self.units,
+            "std": self.std,
+            "mean_activation": self.mean_activation,
+            "stop_gradient_inputs": self.stop_gradient_inputs,
+            "seed": self.seed,
+        })
+        return config
+
+    def build(self, input_shape):
+        self.dense = keras.layers.Dense(self.units, dtype=self.dtype_policy, name="mean")
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None, sample=None):
+        if self.stop_gradient_inputs:
+            inputs = ops.stop_gradient(inputs)
+        mean = ops.cast(self.dense(inputs), "float32")
+        if self.mean_activation == "tanh":
+            mean = ops.tanh(mean)
+        else:
+            mean = ops.clip(mean, -1.0, 1.0)
+        sample = bool(training) if sample is None else sample
+        if sample:
+            noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+            location = ops.stop_gradient(mean + self.std * noise)
+        else:
+            location = ops.stop_gradient(mean)
+        return ops.cast(mean, self.compute_dtype), ops.cast(location, self.compute_dtype)
+
+    def log_prob(self, mean, location):
+        """`log pi(sg(location) | mean)`, summed over the action dimensions."""
+        return gaussian_log_prob(mean, self.std, location)
+
+    def entropy(self, mean):
+        """The entropy of the policy at `mean` (constant for a fixed std)."""
+        return gaussian_entropy(mean, self.std)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape[:-1]) + (self.units,)
+        return shape, shape
+
+
+@kav_export("keras_attention_vision.reinforce.LearnedBaseline")
+class LearnedBaseline(keras.layers.Layer):
+    """A learned baseline `b = W h + c`, trained by MSE to the reward.
+
+    Args:
+        stop_gradient_inputs: stop the gradient of the baseline loss into the
+            state `h` (the default: the baseline should not shape the state).
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: the state, shape `(B, features)`.
+
+    Returns:
+        The baseline, shape `(B,)`, float32.
+    """
+
+    def __init__(self, stop_gradient_inputs=True, **kwargs):
+        super().__init__(**kwargs)
+        self.stop_gradient_inputs = bool(stop_gradient_inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"stop_gradient_inputs": self.stop_gradient_inputs})
+        return config
+
+    def build(self, input_shape):
+        self.dense = keras.layers.Dense(1, dtype=self.dtype_policy, name="value")
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        if self.stop_gradient_inputs:
+            inputs = ops.stop_gradient(inputs)
+        return ops.cast(self.dense(inputs)[..., 0], "float32")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1])
+
+
+@kav_export("keras_attention_vision.reinforce.MovingAverageBaseline")
+class MovingAverageBaseline(keras.layers.Layer):
+    """A baseline that is an exponential moving average of the mean reward.
+
+    Args:
+        momentum: `b <- momentum * b + (1 - momentum) * mean(R)`.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        rewards: shape `(B,)`.
+        training: update the average (after reading it) when `True`.
+
+    Returns:
+        The baseline before the update, broadcast to `(B,)`, float32.
+    """
+
+    def __init__(self, momentum=0.9, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
+            0 <= momentum < 1
+        ):
+            raise ValueError(
+                f"`momentum` must be a number in [0, 1). Received: momentum={momentum!r}"
+            )
+        self.momentum = float(momentum)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"momentum": self.momentum})
+        return config
+
+    def build(self, input_shape=None):
+        self.value = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                     dtype="float32", name="value")
+        self.built = True
+
+    def call(self, rewards, training=None):
+        rewards = ops.cast(ops.stop_gradient(rewards), "float32")
+        out = ops.zeros_like(rewards) + ops.convert_to_tensor(self.value)
+        if training:
+            self.value.assign(self.momentum * out[0]
+                              + (1.0 - self.momentum) * ops.mean(rewards))
+        return out
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+def require_reinforce_backend():
+    """Raises the clear backend error on PyTorch (no TFP substrate)."""
+    return check_backend("REINFORCE models (TFP log-probabilities)")
+
+
+__all__ = [
+    "GaussianLocationPolicy",
+    "LearnedBaseline",
+    "MovingAverageBaseline",
+    "baseline_loss",
+    "gaussian_entropy",
+    "gaussian_log_prob",
+    "reinforce_loss",
+    "require_reinforce_backend",
+]

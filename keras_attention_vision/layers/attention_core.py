@@ -34,7 +34,10 @@ in `keras.remat`, so training does not keep every block for the backward pass
 either (it recomputes them). The numbers are those of the unchunked
 computation. When the weights are a softmax of dot products and are not
 returned, `keras.ops.dot_product_attention` is used, so GPUs get the fused
-kernels of the backend.
+kernels of the backend (except on JAX's CPU backend, where plain einsums are
+faster; see `fused_kernel_helps`). The inputs of the fused call are float32, as
+the contract above says; float16 flash-attention kernels are therefore not
+used under mixed precision.
 
 Example:
 
@@ -113,9 +116,25 @@ def attention_weights(logits, normalization="softmax"):
     return logits / ops.cast(ops.shape(logits)[-1], "float32")
 
 
+def fused_kernel_helps():
+    """Whether `keras.ops.dot_product_attention` beats plain einsums here.
+
+    True on TensorFlow and PyTorch (SDPA), and on JAX with an accelerator.
+    On JAX's CPU backend the explicit einsum/softmax/einsum is faster (measured
+    by `benchmarks/non_local_vs_mha.py`: 0.82 against 1.00 of the MHA
+    baseline), so it is used there.
+    """
+    backend = keras.backend.backend()
+    if backend != "jax":
+        return True
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def _can_fuse(query, value, pairwise, normalization, return_scores):
     return (pairwise == "dot" and normalization == "softmax" and not return_scores
-            and query.shape[-1] == value.shape[-1])
+            and query.shape[-1] == value.shape[-1] and fused_kernel_helps())
 
 
 def _attend_block(query, key, value, pairwise, normalization, scale, return_scores):
@@ -165,8 +184,12 @@ def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0
         raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}. "
                          f"Received: normalization={normalization!r}")
     num_queries = query.shape[1]
+    # PyTorch's fused SDPA kernels never build the (N_q, N_k) matrix (measured
+    # by benchmarks/non_local_memory.py), so chunking would only add work.
+    torch_fused = (keras.backend.backend() == "torch"
+                   and _can_fuse(query, value, pairwise, normalization, return_scores))
     if (query_chunk_size is None or not isinstance(num_queries, int)
-            or num_queries <= query_chunk_size):
+            or num_queries <= query_chunk_size or torch_fused):
         return _attend_block(query, key, value, pairwise, normalization, scale,
                              return_scores)
 
@@ -175,6 +198,8 @@ def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0
 
     if remat_chunks and not return_scores:
         block = keras.remat(block)
+        if keras.backend.backend() == "jax":
+            return _scan_chunks(block, query, key, value, query_chunk_size), None
     outputs, all_weights = [], []
     for start in range(0, num_queries, query_chunk_size):
         q = query[:, start:start + query_chunk_size]
@@ -188,3 +213,24 @@ def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0
     output = ops.concatenate(outputs, axis=1)
     weights = ops.concatenate(all_weights, axis=1) if return_scores else None
     return output, weights
+
+
+def _scan_chunks(block, query, key, value, chunk):
+    """Runs `block` over query chunks with `keras.ops.map` (a sequential loop).
+
+    Used on JAX: XLA may schedule the chunks of an unrolled Python loop side
+    by side, which brings the memory back; a scan runs them one after the
+    other. The queries are padded to a multiple of `chunk`, the padded rows
+    dropped afterwards.
+    """
+    num_queries = query.shape[1]
+    num_chunks = -(-num_queries // chunk)
+    pad = num_chunks * chunk - num_queries
+    if pad:
+        query = ops.pad(query, [[0, 0], [0, pad], [0, 0]])
+    batch = ops.shape(query)[0]
+    chunks = ops.reshape(query, (batch, num_chunks, chunk, query.shape[-1]))
+    chunks = ops.moveaxis(chunks, 1, 0)
+    out = ops.map(lambda q: block(q, key, value), chunks)
+    out = ops.reshape(ops.moveaxis(out, 0, 1), (batch, num_chunks * chunk, -1))
+    return out[:, :num_queries]

@@ -1,0 +1,317 @@
+"""ResNet-50 with non-local blocks (Wang et al., 2018), for images and video (C2D).
+
+Also `insert_non_local_blocks`, which adds blocks after named layers of any
+functional model, keeping its weights.
+"""
+
+import keras
+from keras import ops
+
+from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.layers.non_local_block import NonLocalBlock
+
+# Where the paper puts its blocks in ResNet-50 (keras.applications layer names):
+# 1 block right before the last residual block of res4; 5 blocks on every
+# other residual block, 2 in res3 and 3 in res4; 10 blocks on every residual
+# block of res3 and res4.
+PAPER_PLACEMENTS = {
+    0: (),
+    1: ("conv4_block5_out",),
+    5: ("conv3_block1_out", "conv3_block3_out",
+        "conv4_block1_out", "conv4_block3_out", "conv4_block5_out"),
+    10: tuple(f"conv3_block{i}_out" for i in range(1, 5))
+    + tuple(f"conv4_block{i}_out" for i in range(1, 7)),
+}
+
+
+def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None,
+                            **block_kwargs):
+    """Returns a copy of a functional model with non-local blocks inserted.
+
+    Every layer named in `after` is followed by a block (by default
+    `NonLocalBlock(**block_kwargs, name=f"{layer_name}_nonlocal")`), the
+    layers that consumed its output now consume the block's output, and every
+    original layer keeps its weights. Blocks start as the identity, so the
+    new model gives the outputs of the old one until it is trained.
+
+    Args:
+        model: a functional `keras.Model` (a user's own network or a
+            `keras.applications` one).
+        after: layer names, e.g. `["conv4_block5_out"]`.
+        block_factory: optional callable `layer_name -> keras.layers.Layer`
+            making the block (e.g. a `SelfAttention2D`, or a block wrapping
+            frames as video).
+        input_tensors: optional `keras.Input`(s) to build the copy on (as in
+            `keras.models.clone_model`).
+        **block_kwargs: arguments of the default `NonLocalBlock`.
+
+    Returns:
+        A new functional `keras.Model`.
+
+    Example:
+
+    ```python
+    base = keras.applications.ResNet50(weights=None, include_top=False,
+                                       input_shape=(64, 64, 3))
+    model = insert_non_local_blocks(base, ["conv4_block5_out"], sub_sample=True)
+    ```
+    """
+    if isinstance(after, str):
+        after = [after]
+    after = list(after)
+    names = [layer.name for layer in model.layers]
+    unknown = [name for name in after if name not in names]
+    if unknown:
+        raise ValueError(f"insert_non_local_blocks: the model has no layers {unknown}. "
+                         f"Received: after={after}")
+    if block_factory is None:
+        def block_factory(name):
+            return NonLocalBlock(**block_kwargs, name=f"{name}_nonlocal")
+
+    def call_function(layer, *args, **kwargs):
+        out = layer(*args, **kwargs)
+        if layer.name in after:
+            out = block_factory(layer.name)(out)
+        return out
+
+    def clone_function(layer):
+        return layer.__class__.from_config(layer.get_config())
+
+    new = keras.models.clone_model(model, input_tensors=input_tensors,
+                                   clone_function=clone_function,
+                                   call_function=call_function)
+    for layer in model.layers:
+        if layer.weights:
+            new.get_layer(layer.name).set_weights(layer.get_weights())
+    return new
+
+
+@kav_export("keras_attention_vision.applications.FramesToBatch")
+class FramesToBatch(keras.layers.Layer):
+    """`(batch, T, H, W, C)` -> `(batch * T, H, W, C)`: run a 2D network per frame.
+
+    Example:
+
+    ```python
+    video = keras.Input((8, 112, 112, 3))
+    frames = FramesToBatch()(video)  # (None, 112, 112, 3)
+    ```
+    """
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1,) + tuple(inputs.shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        batch, frames = input_shape[0], input_shape[1]
+        merged = None if batch is None or frames is None else batch * frames
+        return (merged,) + tuple(input_shape[2:])
+
+
+@kav_export("keras_attention_vision.applications.BatchToFrames")
+class BatchToFrames(keras.layers.Layer):
+    """`(batch * T, H, W, C)` -> `(batch, T, H, W, C)`, the inverse of `FramesToBatch`.
+
+    Args:
+        frames: `T`.
+        **kwargs: base layer arguments.
+
+    Example:
+
+    ```python
+    video = BatchToFrames(8)(keras.Input((14, 14, 256)))  # (None, 8, 14, 14, 256)
+    ```
+    """
+
+    def __init__(self, frames, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"`frames` must be a positive int. Received: frames={frames!r}")
+        self.frames = frames
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames}
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1, self.frames) + tuple(inputs.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        batch = None if batch is None else batch // self.frames
+        return (batch, self.frames) + tuple(input_shape[1:])
+
+
+@kav_export("keras_attention_vision.applications.FrameNonLocalBlock")
+class FrameNonLocalBlock(NonLocalBlock):
+    """A 3D `NonLocalBlock` for a 2D network run on frames folded into the batch.
+
+    Takes `(batch * frames, H, W, C)` (as inside a C2D network), attends over
+    all `frames x H x W` positions of each clip, and returns the same shape.
+
+    Args:
+        frames: the number of frames `T` per clip.
+        **kwargs: the `NonLocalBlock` arguments (channels last only).
+    """
+
+    def __init__(self, frames, **kwargs):
+        if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+            raise ValueError(f"`frames` must be a positive int. Received: frames={frames!r}")
+        kwargs.setdefault("data_format", "channels_last")
+        if kwargs["data_format"] != "channels_last":
+            raise ValueError("FrameNonLocalBlock works on channels-last maps. "
+                             f"Received: data_format={kwargs['data_format']!r}")
+        super().__init__(**kwargs)
+        self.frames = frames
+
+    def get_config(self):
+        return {**super().get_config(), "frames": self.frames}
+
+    def _video_shape(self, input_shape):
+        return (None, self.frames) + tuple(input_shape[1:])
+
+    def build(self, input_shape):
+        super().build(self._video_shape(input_shape))
+
+    def call(self, inputs, training=None, return_attention_scores=None):
+        video = ops.reshape(inputs, (-1, self.frames) + tuple(inputs.shape[1:]))
+        out = super().call(video, training=training,
+                           return_attention_scores=return_attention_scores)
+        if isinstance(out, tuple):
+            return ops.reshape(out[0], ops.shape(inputs)), out[1]
+        return ops.reshape(out, ops.shape(inputs))
+
+    def compute_output_shape(self, input_shape):
+        if self.return_attention_scores:
+            return tuple(input_shape), self._scores_shape(self._video_shape(input_shape))
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
+        if return_attention_scores is None:
+            return_attention_scores = self.return_attention_scores
+        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if return_attention_scores:
+            scores = self._scores_shape(self._video_shape(inputs.shape))
+            return output, keras.KerasTensor(scores, dtype=self.compute_dtype)
+        return output
+
+
+def _placement(nonlocal_stages):
+    if isinstance(nonlocal_stages, int) and not isinstance(nonlocal_stages, bool):
+        if nonlocal_stages not in PAPER_PLACEMENTS:
+            raise ValueError(
+                "`nonlocal_stages` must be one of the paper's block counts "
+                f"{tuple(PAPER_PLACEMENTS)} or a list of layer names. "
+                f"Received: nonlocal_stages={nonlocal_stages!r}")
+        return list(PAPER_PLACEMENTS[nonlocal_stages])
+    if isinstance(nonlocal_stages, (list, tuple)) and all(
+            isinstance(n, str) for n in nonlocal_stages):
+        return list(nonlocal_stages)
+    raise ValueError("`nonlocal_stages` must be an int or a list of layer names. "
+                     f"Received: nonlocal_stages={nonlocal_stages!r}")
+
+
+@kav_export("keras_attention_vision.applications.NonLocalResNet50")
+def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                     pooling=None, classes=1000, classifier_activation="softmax",
+                     nonlocal_stages=5, mode="embedded_gaussian", sub_sample=True,
+                     backbone_weights=None, name="non_local_resnet50"):
+    """ResNet-50 with non-local blocks in res3 and res4, for images or video.
+
+    The backbone is `keras.applications.ResNet50` (its layer names and, with
+    `backbone_weights`, its weights). Non-local blocks follow the residual
+    blocks the paper chose (`nonlocal_stages=5`: 2 in res3 and 3 in res4, on
+    every other residual block; `1`: right before the last block of res4;
+    `10`: every block of res3 and res4), or the layers you name. The blocks
+    start as the identity, so with `backbone_weights` the model gives the
+    pretrained ResNet-50's outputs before fine-tuning, as in the paper.
+
+    With a rank 4 `input_shape` `(T, H, W, C)` the model is the paper's video
+    C2D baseline: the 2D ResNet runs on every frame and the non-local blocks
+    are 3D, over the `T x H x W` positions of each clip; pooling is over
+    space and time.
+
+    Args:
+        include_top: add global average pooling and the classifier.
+        weights: `None` or the path of a weights file of this model. (For
+            ImageNet, use `backbone_weights="imagenet"`.)
+        input_tensor: optional `keras.Input` to build the model on.
+        input_shape: `(H, W, 3)` (default `(224, 224, 3)`) or `(T, H, W, 3)`.
+        pooling: `None`, `"avg"` or `"max"` when `include_top=False`.
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier.
+        nonlocal_stages: `0`, `1`, `5` or `10` (the paper's variants), or a
+            list of ResNet-50 layer names after which to insert blocks.
+        mode: the blocks' pairwise function (see `NonLocalBlock`).
+        sub_sample: max-pool keys and values of the blocks (the paper's
+            sub-sampling trick).
+        backbone_weights: `None`, `"imagenet"` (downloaded by Keras) or the
+            path of a `keras.applications.ResNet50(include_top=False)`
+            weights file.
+        name: the model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    ```python
+    model = NonLocalResNet50(input_shape=(64, 64, 3), classes=10,
+                             nonlocal_stages=1)
+    video = NonLocalResNet50(input_shape=(4, 64, 64, 3), classes=10)
+    ```
+    """
+    placement = _placement(nonlocal_stages)
+    if weights == "imagenet":
+        raise ValueError("No ImageNet weights ship for the non-local ResNet; start "
+                         "from the pretrained backbone with backbone_weights='imagenet'. "
+                         f"Received: weights={weights!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if input_shape is None:
+        input_shape = (tuple(input_tensor.shape[1:]) if input_tensor is not None
+                       else (224, 224, 3))
+    input_shape = tuple(input_shape)
+    if len(input_shape) not in (3, 4):
+        raise ValueError("`input_shape` must be (H, W, C) or (T, H, W, C). "
+                         f"Received: input_shape={input_shape}")
+    video = len(input_shape) == 4
+    frame_shape = input_shape[1:] if video else input_shape
+    base = keras.applications.ResNet50(include_top=False, weights=backbone_weights,
+                                       input_shape=frame_shape)
+    block_kwargs = {"mode": mode, "sub_sample": sub_sample}
+    if video:
+        frames = input_shape[0]
+
+        def factory(layer_name):
+            return FrameNonLocalBlock(frames, name=f"{layer_name}_nonlocal",
+                                      **block_kwargs)
+    else:
+        def factory(layer_name):
+            return NonLocalBlock(name=f"{layer_name}_nonlocal", **block_kwargs)
+
+    if video:
+        # The per-frame ResNet is a nested model on the folded frames.
+        backbone = insert_non_local_blocks(base, placement, block_factory=factory)
+        inputs = input_tensor if input_tensor is not None else keras.Input(input_shape)
+        x = backbone(FramesToBatch(name="frames_to_batch")(inputs))
+    else:
+        # Flat graph (Grad-CAM tools look for the last convolution by name).
+        backbone = insert_non_local_blocks(base, placement, block_factory=factory,
+                                           input_tensors=input_tensor)
+        inputs, x = backbone.inputs[0], backbone.outputs[0]
+    if video:
+        x = BatchToFrames(input_shape[0], name="batch_to_frames")(x)
+        avg, mx = keras.layers.GlobalAveragePooling3D, keras.layers.GlobalMaxPooling3D
+    else:
+        avg, mx = keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D
+    if include_top:
+        x = avg(name="avg_pool")(x)
+        x = keras.layers.Dense(classes, activation=classifier_activation,
+                               name="predictions")(x)
+    elif pooling == "avg":
+        x = avg(name="avg_pool")(x)
+    elif pooling == "max":
+        x = mx(name="max_pool")(x)
+    model = keras.Model(inputs, x, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model

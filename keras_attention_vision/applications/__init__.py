@@ -8,10 +8,18 @@ from keras_attention_vision.applications.pixelcnn import PixelCNN
 from keras_attention_vision.applications.recurrent_attention_model import (
     RecurrentAttentionModel,
 )
+from keras_attention_vision.applications.sagan import (
+    SAGAN,
+    SAGANDiscriminator,
+    SAGANGenerator,
+)
 
 __all__ = [
     "NonLocalResNet50",
     "insert_non_local_blocks",
+    "SAGAN",
+    "SAGANDiscriminator",
+    "SAGANGenerator",
     "PixelCNN",
     "RecurrentAttentionModel",
 ]

@@ -1,0 +1,218 @@
+"""SAGAN (Zhang et al., 2019): a GAN whose generator and discriminator self-attend.
+
+Spectral normalisation on every layer of both networks, a `SelfAttention2D`
+block in each, and the hinge loss. `SAGAN(generator, discriminator)` trains
+with a plain `fit(images)` on TensorFlow, JAX and PyTorch (see `SAGAN`).
+"""
+
+import keras
+from keras import ops
+
+from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
+
+
+def _sn(layer):
+    return keras.layers.SpectralNormalization(layer, name=f"{layer.name}_sn")
+
+
+def _check_image_shape(image_shape):
+    image_shape = tuple(image_shape)
+    if (len(image_shape) != 3 or image_shape[0] % 4 or image_shape[1] % 4
+            or image_shape[0] < 4 or image_shape[1] < 4):
+        raise ValueError("`image_shape` must be (H, W, C) with H and W multiples of 4. "
+                         f"Received: image_shape={image_shape}")
+    return image_shape
+
+
+@kav_export("keras_attention_vision.applications.SAGANGenerator")
+def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
+                   name="sagan_generator"):
+    """The SAGAN generator: z -> H/4 -> H/2 (self-attention) -> H, tanh output.
+
+    Every dense and convolution layer is spectrally normalised; batch
+    normalisation and ReLU precede each upsampling block, and the
+    self-attention block (with spectral normalisation) works on the H/2 maps.
+
+    Args:
+        latent_dim: size of the latent vector `z`.
+        image_shape: `(H, W, C)`, H and W multiples of 4.
+        base_channels: width of the last block (the first has 4x).
+        name: the model name.
+
+    Returns:
+        A functional `keras.Model` from `(batch, latent_dim)` to images in
+        `[-1, 1]`.
+
+    Example:
+
+    ```python
+    generator = SAGANGenerator(latent_dim=64, image_shape=(28, 28, 1))
+    images = generator(keras.random.normal((4, 64)))
+    ```
+    """
+    h, w, c = _check_image_shape(image_shape)
+    z = keras.Input((latent_dim,), name="z")
+    x = _sn(keras.layers.Dense((h // 4) * (w // 4) * 4 * base_channels,
+                               name="project"))(z)
+    x = keras.layers.Reshape((h // 4, w // 4, 4 * base_channels))(x)
+    for i, width in enumerate((2 * base_channels, base_channels)):
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.UpSampling2D(name=f"up{i}")(x)
+        x = _sn(keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i}"))(x)
+        if i == 0:
+            x = SelfAttention2D(use_spectral_norm=True, name="self_attention")(x)
+    x = keras.layers.BatchNormalization(name="bn_out")(x)
+    x = keras.layers.ReLU()(x)
+    x = _sn(keras.layers.Conv2D(c, 3, padding="same", name="to_image"))(x)
+    x = keras.layers.Activation("tanh", dtype="float32")(x)
+    return keras.Model(z, x, name=name)
+
+
+@kav_export("keras_attention_vision.applications.SAGANDiscriminator")
+def SAGANDiscriminator(image_shape=(28, 28, 1), base_channels=32,
+                       name="sagan_discriminator"):
+    """The SAGAN discriminator: H -> H/2 (self-attention) -> H/4 -> a score.
+
+    Args:
+        image_shape: `(H, W, C)`, H and W multiples of 4.
+        base_channels: width of the first block.
+        name: the model name.
+
+    Returns:
+        A functional `keras.Model` from images in `[-1, 1]` to one unbounded
+        score per image (the hinge loss works on scores, not probabilities).
+
+    Example:
+
+    ```python
+    discriminator = SAGANDiscriminator(image_shape=(28, 28, 1))
+    ```
+    """
+    image_shape = _check_image_shape(image_shape)
+    images = keras.Input(image_shape, name="images")
+    x = _sn(keras.layers.Conv2D(base_channels, 3, strides=2, padding="same",
+                                name="conv0"))(images)
+    x = keras.layers.LeakyReLU(0.1)(x)
+    x = SelfAttention2D(use_spectral_norm=True, name="self_attention")(x)
+    x = _sn(keras.layers.Conv2D(2 * base_channels, 3, strides=2, padding="same",
+                                name="conv1"))(x)
+    x = keras.layers.LeakyReLU(0.1)(x)
+    x = _sn(keras.layers.Conv2D(4 * base_channels, 3, padding="same", name="conv2"))(x)
+    x = keras.layers.LeakyReLU(0.1)(x)
+    x = keras.layers.Flatten()(x)
+    x = _sn(keras.layers.Dense(1, name="score"))(x)
+    x = keras.layers.Activation("linear", dtype="float32")(x)
+    return keras.Model(images, x, name=name)
+
+
+def hinge_discriminator_loss(real_scores, fake_scores):
+    """`mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))`."""
+    return (ops.mean(ops.relu(1.0 - real_scores))
+            + ops.mean(ops.relu(1.0 + fake_scores)))
+
+
+def hinge_generator_loss(fake_scores):
+    """`-mean(D(G(z)))`."""
+    return -ops.mean(fake_scores)
+
+
+@kav_export("keras_attention_vision.applications.SAGAN")
+class SAGAN(keras.Model):
+    """A generator and a discriminator trained with the hinge loss by `fit`.
+
+    `fit(images)` (images in `[-1, 1]`, no labels) performs, per batch, one
+    simultaneous gradient step of both networks with one optimizer: the loss
+    is
+
+    ```
+    L = L_D(D(x), D(stop_gradient(G(z)))) + L_G(D_frozen(G(z)))
+    ```
+
+    where `D_frozen` is the discriminator with its weights behind
+    `stop_gradient`. So the discriminator's weights receive the gradient of
+    the hinge loss `L_D` only, and the generator's the gradient of
+    `L_G = -mean(D(G(z)))` only, exactly as with two losses, while the plain
+    `Model.compute_loss` route keeps `fit` working on every backend (and under
+    `keras.distribution` / `tf.distribute`). Compared with the paper, the two
+    networks share one optimizer (Adam, beta_1 = 0, beta_2 = 0.9 in the paper),
+    hence one learning rate instead of the two time-scale rule.
+
+    Calling the model scores images with the discriminator; `generate(n)`
+    samples images.
+
+    Args:
+        generator: a model from `(batch, latent_dim)` to images, e.g.
+            `SAGANGenerator()`.
+        discriminator: a model from images to `(batch, 1)` scores, e.g.
+            `SAGANDiscriminator()`.
+        seed: seed of the latent samples drawn during training.
+        **kwargs: `keras.Model` arguments.
+
+    Example:
+
+    ```python
+    gan = SAGAN(SAGANGenerator(64), SAGANDiscriminator())
+    gan.compile(optimizer=keras.optimizers.Adam(2e-4, beta_1=0.0, beta_2=0.9))
+    gan.fit(images, epochs=5, batch_size=64)   # images in [-1, 1]
+    samples = gan.generate(16)
+    ```
+    """
+
+    def __init__(self, generator, discriminator, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = generator.inputs[0].shape[-1]
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        config["discriminator"] = keras.saving.deserialize_keras_object(
+            config["discriminator"])
+        return cls(**config)
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, images, training=None):
+        return self.discriminator(images, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                     training=True):
+        real_scores = y_pred if y_pred is not None else self(x, training=training)
+        batch = ops.shape(real_scores)[0]
+        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        fake = self.generator(z, training=training)
+        # The discriminator's spectral normalisation updates its kernels in
+        # place on its first call of the step (the trainer's `self(x)`); the
+        # calls below use training=False so they do not write them again
+        # (the discriminator has no other training-dependent layer), which
+        # PyTorch's autograd would reject.
+        fake_scores_d = self.discriminator(ops.stop_gradient(fake), training=False)
+        d_loss = hinge_discriminator_loss(ops.cast(real_scores, "float32"),
+                                          ops.cast(fake_scores_d, "float32"))
+        frozen = [ops.stop_gradient(v.value) for v in
+                  self.discriminator.trainable_variables]
+        static = [v.value for v in self.discriminator.non_trainable_variables]
+        fake_scores_g, _ = self.discriminator.stateless_call(frozen, static, fake,
+                                                             training=False)
+        g_loss = hinge_generator_loss(ops.cast(fake_scores_g, "float32"))
+        return d_loss + g_loss
+
+    def generate(self, num_images, seed=None):
+        """Samples `num_images` images (NumPy, in `[-1, 1]`)."""
+        z = keras.random.normal((num_images, self.latent_dim), seed=seed)
+        return ops.convert_to_numpy(self.generator(z, training=False))

@@ -314,27 +314,56 @@ class PixelCNN(keras.Model):
         return ops.sum(logits * index_mask[..., None], axis=(1, 2, 3))
 
     def _sample_rows(self, x, keep, u, condition, temperature):
-        """Row-wise cached sampling loop of the gated network (compiled)."""
+        """Cached sampling loop of the gated network (run compiled).
+
+        The logits of pixel (i, j) depend on the rows above through the
+        vertical stacks and on row i left of j through the horizontal stacks,
+        each within `S = sum(kernel_size // 2)` rows / columns. So per row the
+        vertical stacks run on a window of `S + 2` rows ending at row i, and per
+        sub-pixel the horizontal stacks run on a window of `S + 1` columns of
+        row i ending at column j. Positions of a window outside the image are
+        zeroed after every block, as the zero padding of the whole image would
+        be, so the logits equal those of the whole network.
+        """
         n, rows, cols, channels = ops.shape(x)
+        context = sum(block.kernel_size // 2 for block in self.blocks)
+        height, width = context + 2, context + 1
+        dtype = self.compute_dtype
         col_ids = ops.arange(cols)
         chan_ids = ops.arange(channels)
+        window_rows = ops.arange(height)
+        window_cols = ops.arange(width)
 
         def row_body(i, x):
-            links = self._links(self._normalize(x), condition)
-            links = [ops.slice(link, (0, i, 0, 0), (n, 1, cols, ops.shape(link)[3]))
-                     for link in links]
+            image = ops.pad(self._normalize(x), [[0, 0], [context + 1, 0], [0, 0], [0, 0]])
+            v = ops.slice(image, (0, i, 0, 0), (n, height, cols, channels))
+            valid_rows = ops.cast(window_rows + i - 1 - context >= 0, dtype)
+            links = []
+            for block in self.blocks:
+                v, link = block.vertical(v, condition, valid_rows=valid_rows)
+                links.append(ops.pad(link[:, -1:], [[0, 0], [0, 0], [context, 0], [0, 0]]))
             x_row = ops.slice(x, (0, i, 0, 0), (n, 1, cols, channels))
             keep_row = ops.slice(keep, (0, i, 0, 0), (n, 1, cols, channels))
             u_row = ops.slice(u, (0, i, 0, 0), (n, 1, cols, channels))
 
             def pixel_body(j, x_row):
                 col = ops.cast(ops.equal(col_ids, j), "float32")
+                valid_cols = ops.cast(window_cols + j - context >= 0,
+                                      dtype)[None, None, :, None]
+                window_links = [ops.slice(link, (0, 0, j, 0),
+                                          (n, 1, width, ops.shape(link)[3]))
+                                for link in links]
                 for c in range(channels):
                     index_mask = (col[:, None] * ops.cast(ops.equal(chan_ids, c),
                                                           "float32"))[None, None]
-                    logits = self._horizontal(self._normalize(x_row), links, condition)
-                    x_row = self._fill(x_row, keep_row, u_row, temperature,
-                                       self._pick(logits, index_mask), index_mask)
+                    row = ops.pad(self._normalize(x_row),
+                                  [[0, 0], [0, 0], [context, 0], [0, 0]])
+                    h = ops.slice(row, (0, 0, j, 0), (n, 1, width, channels))
+                    for block, link in zip(self.blocks, window_links):
+                        h = ops.multiply(block.horizontal(h, link, condition), valid_cols)
+                    logit = self._head(h[:, :, -1:])[:, 0, 0, c]
+                    x_row = self._fill(x_row, keep_row, u_row, temperature, logit,
+                                       index_mask)
                 return x_row
 
             x_row = ops.fori_loop(0, cols, pixel_body, x_row)

@@ -223,12 +223,22 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             return x[:, :-1]
         return x[:, :, :-1]
 
-    def vertical(self, vertical_input, conditioning=None):
+    def _row_mask(self, valid_rows):
+        mask = ops.cast(valid_rows, self.compute_dtype)
+        if self.data_format == "channels_last":
+            return mask[None, :, None, None]
+        return mask[None, None, :, None]
+
+    def vertical(self, vertical_input, conditioning=None, valid_rows=None):
         """Runs the vertical stack.
 
         Args:
             vertical_input: the vertical input image tensor.
             conditioning: the optional `(batch, features)` tensor.
+            valid_rows: optional 0/1 vector, one value per row, for running the
+                stack on a window of rows that starts above the image (as fast
+                sampling does): rows marked 0 are zeroed in the pre-activations
+                and the output, as the zero padding of the whole image would be.
 
         Returns:
             `(vertical_output, link)`: the gated vertical output and the
@@ -238,10 +248,15 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         """
         k = self.kernel_size
         pre = self.vertical_conv(self._pad(vertical_input, k // 2, k // 2, k // 2))
+        if valid_rows is not None:
+            pre = ops.multiply(pre, self._row_mask(valid_rows))
         link = self.vertical_to_horizontal(self._shift_down(pre))
         if self.conditional:
             pre = ops.add(pre, self._condition_bias(self.vertical_condition, conditioning))
-        return self._gate(pre), link
+        out = self._gate(pre)
+        if valid_rows is not None:
+            out = ops.multiply(out, self._row_mask(valid_rows))
+        return out, link
 
     def horizontal(self, horizontal_input, link, conditioning=None):
         """Runs the horizontal stack, given the `link` from `vertical`.

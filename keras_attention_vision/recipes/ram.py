@@ -40,6 +40,12 @@ def add_arguments(parser):
     parser.add_argument("--std-stages", type=int, default=4)
     parser.add_argument("--core", choices=["rnn", "lstm"], default=None,
                         help="core network (default: the preset's)")
+    parser.add_argument("--core-units", type=int, default=None,
+                        help="width of h_t (default: the preset's, 256)")
+    parser.add_argument("--glimpse-hidden", type=int, default=None,
+                        help="hidden width of the glimpse network (default: 128)")
+    parser.add_argument("--glimpse-units", type=int, default=None,
+                        help="width of g_t (default: 256)")
     parser.add_argument("--glimpses", type=int, default=None,
                         help="number of glimpses (default: the preset's)")
     parser.add_argument("--shift", type=int, default=2,
@@ -161,6 +167,9 @@ def run(args, epochs, verbose=True):
         overrides["core"] = args.core
     if args.glimpses:
         overrides["num_glimpses"] = args.glimpses
+    for name in ("core_units", "glimpse_hidden", "glimpse_units"):
+        if getattr(args, name, None):
+            overrides[name] = getattr(args, name)
     model = RecurrentAttentionModel.from_preset(args.preset, **overrides)
     steps = int(np.ceil(len(y_train) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate,

@@ -399,7 +399,7 @@ class PixelCNN(keras.Model):
         if backend == "tensorflow":
             import tensorflow as tf
 
-            sampler = tf.function(loop, reduce_retracing=True)
+            sampler = tf.function(loop, jit_compile=True, reduce_retracing=True)
         elif backend == "jax":
             import jax
 

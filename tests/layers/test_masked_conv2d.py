@@ -11,7 +11,7 @@ from keras_attention_vision.layers import MaskedConv2D
 from tests import testing
 from tests.layers.input_gradients import input_gradient, randomize_weights
 
-SIZE = 5
+SIZE = 4
 
 
 def _allowed(i, j, out_group, mask_type, channels, color_channels):

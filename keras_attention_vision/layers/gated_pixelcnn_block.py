@@ -202,8 +202,11 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         return tuple(shape)
 
     def _gate(self, x):
-        f = ops.take(x, self._tanh_idx, axis=self._channel_axis)
-        g = ops.take(x, self._sigmoid_idx, axis=self._channel_axis)
+        if self.color_channels == 1:  # contiguous halves: slices, no gather
+            f, g = ops.split(x, 2, axis=self._channel_axis)
+        else:
+            f = ops.take(x, self._tanh_idx, axis=self._channel_axis)
+            g = ops.take(x, self._sigmoid_idx, axis=self._channel_axis)
         return ops.multiply(ops.tanh(f), ops.sigmoid(g))
 
     def _condition_bias(self, dense, conditioning):

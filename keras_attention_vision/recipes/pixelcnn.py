@@ -24,10 +24,10 @@ def add_arguments(parser):
     parser.add_argument("--source", default="embedded",
                         choices=["embedded", "auto", "full"],
                         help="MNIST source (default: embedded, 4,000/1,000 digits)")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--num-layers", type=int, default=7,
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--num-layers", type=int, default=5,
                         help="gated blocks, the first one 7x7 with mask A")
     parser.add_argument("--filters", type=int, default=32)
     parser.add_argument("--plain", action="store_true",
@@ -56,7 +56,8 @@ def _completions(model, x_test, count, seed):
     return np.concatenate([originals, given, first, second]), first, mask
 
 
-def run(args, epochs, train_size, num_layers, filters, num_samples, num_completions):
+def run(args, epochs, train_size, num_layers, filters, num_samples, num_completions,
+        learning_rate):
     """Trains, evaluates and draws; returns the measured figures."""
     import keras
     import numpy as np
@@ -74,7 +75,7 @@ def run(args, epochs, train_size, num_layers, filters, num_samples, num_completi
 
     model = PixelCNN(input_shape=(28, 28, 1), num_layers=num_layers, filters=filters,
                      gated=not args.plain, distribution="bernoulli")
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()
     history = model.fit(x_train, batch_size=args.batch_size, epochs=epochs,
                         validation_data=(x_test,), verbose=2)
@@ -101,6 +102,7 @@ def run(args, epochs, train_size, num_layers, filters, num_samples, num_completi
         "completions_keep_given_half": kept,
     }
     results = dict(figures, backend=keras.backend.backend(), epochs=epochs,
+                   learning_rate=learning_rate, batch_size=args.batch_size,
                    train_size=len(x_train), test_size=len(x_test),
                    num_layers=num_layers, filters=filters, gated=not args.plain,
                    parameters=model.count_params(), paper_nll_nats=PAPER_NLL_NATS,
@@ -116,10 +118,10 @@ def run(args, epochs, train_size, num_layers, filters, num_samples, num_completi
 
 def train(args):
     return run(args, args.epochs, args.train_size, args.num_layers, args.filters,
-               args.num_samples, args.num_completions)
+               args.num_samples, args.num_completions, args.learning_rate)
 
 
 def demo(args):
     """A short run: 1,000 digits, 2 epochs, a small network (about a minute)."""
     return run(args, epochs=2, train_size=1000, num_layers=3, filters=16,
-               num_samples=8, num_completions=4)
+               num_samples=8, num_completions=4, learning_rate=5e-3)

@@ -46,6 +46,9 @@ def add_arguments(parser):
                         help="hidden width of the glimpse network (default: 128)")
     parser.add_argument("--glimpse-units", type=int, default=None,
                         help="width of g_t (default: 256)")
+    parser.add_argument("--policy-to-core", action="store_true",
+                        help="let the REINFORCE gradient train the core and glimpse "
+                        "networks too (default: the location network only)")
     parser.add_argument("--glimpses", type=int, default=None,
                         help="number of glimpses (default: the preset's)")
     parser.add_argument("--shift", type=int, default=2,
@@ -162,7 +165,8 @@ def run(args, epochs, verbose=True):
     _configure(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
     train_epoch, x_test, y_train, y_test = _data(args.preset, args.seed)
-    overrides = {"std": args.std, "seed": args.seed}
+    overrides = {"std": args.std, "seed": args.seed,
+                 "policy_to_core": getattr(args, "policy_to_core", False)}
     if args.core:
         overrides["core"] = args.core
     if args.glimpses:

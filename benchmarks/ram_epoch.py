@@ -19,7 +19,7 @@ from keras_attention_vision.datasets import load_mnist
 PUBLIC_PYTORCH_SECONDS = 0.6
 
 
-def epoch_seconds(x, y, batch_size, jit_compile="auto", epochs=3):
+def epoch_seconds(x, y, batch_size, jit_compile="auto", epochs=2):
     keras.utils.set_random_seed(0)
     model = RecurrentAttentionModel.from_preset("mnist", seed=0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)

@@ -12,6 +12,14 @@ from keras import ops
 
 from keras_attention_vision.api_export import kav_export
 
+__all__ = [
+    "BitsPerDim",
+    "bernoulli_nll",
+    "bits_per_dim",
+    "categorical_nll",
+    "image_nll",
+]
+
 LN2 = math.log(2.0)
 DISTRIBUTIONS = ("bernoulli", "categorical")
 

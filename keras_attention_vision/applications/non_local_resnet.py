@@ -25,7 +25,7 @@ PAPER_PLACEMENTS = {
 
 
 def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None,
-                            **block_kwargs):
+                            share_layers=False, **block_kwargs):
     """Returns a copy of a functional model with non-local blocks inserted.
 
     Every layer named in `after` is followed by a block (by default
@@ -43,6 +43,9 @@ def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None
             frames as video).
         input_tensors: optional `keras.Input`(s) to build the copy on (as in
             `keras.models.clone_model`).
+        share_layers: reuse the model's layer objects instead of copies (no
+            new weights are created, which is faster for large models; the two
+            models then share their weights).
         **block_kwargs: arguments of the default `NonLocalBlock`.
 
     Returns:
@@ -75,14 +78,17 @@ def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None
         return out
 
     def clone_function(layer):
+        if share_layers:
+            return layer
         return layer.__class__.from_config(layer.get_config())
 
     new = keras.models.clone_model(model, input_tensors=input_tensors,
                                    clone_function=clone_function,
                                    call_function=call_function)
-    for layer in model.layers:
-        if layer.weights:
-            new.get_layer(layer.name).set_weights(layer.get_weights())
+    if not share_layers:
+        for layer in model.layers:
+            if layer.weights:
+                new.get_layer(layer.name).set_weights(layer.get_weights())
     return new
 
 
@@ -290,13 +296,14 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
 
     if video:
         # The per-frame ResNet is a nested model on the folded frames.
-        backbone = insert_non_local_blocks(base, placement, block_factory=factory)
+        backbone = insert_non_local_blocks(base, placement, block_factory=factory,
+                                           share_layers=True)
         inputs = input_tensor if input_tensor is not None else keras.Input(input_shape)
         x = backbone(FramesToBatch(name="frames_to_batch")(inputs))
     else:
         # Flat graph (Grad-CAM tools look for the last convolution by name).
         backbone = insert_non_local_blocks(base, placement, block_factory=factory,
-                                           input_tensors=input_tensor)
+                                           input_tensors=input_tensor, share_layers=True)
         inputs, x = backbone.inputs[0], backbone.outputs[0]
     if video:
         x = BatchToFrames(input_shape[0], name="batch_to_frames")(x)

@@ -48,8 +48,8 @@ class SelfAttention2DTest(testing.TestCase):
         self.assertAllClose(layer(x), full(x), atol=1e-5, rtol=1e-5)
 
     def test_harness_and_channels_first(self):
-        self.run_layer_test(SelfAttention2D, {"query_chunk_size": 8}, _input((2, 4, 4, 16)))
         self.run_layer_test(SelfAttention2D, {"use_spectral_norm": True,
+                                              "query_chunk_size": 8,
                                               "return_attention_scores": True},
                             _input((2, 4, 4, 16)))
         self.assert_channels_first_matches_last(SelfAttention2D, {}, _input())

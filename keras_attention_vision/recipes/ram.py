@@ -34,9 +34,9 @@ def add_arguments(parser):
                         help="peak Adam learning rate, cosine-decayed to 0")
     parser.add_argument("--std", type=float, default=0.15,
                         help="std of the Gaussian location policy (at the start)")
-    parser.add_argument("--std-final", type=float, default=0.05,
+    parser.add_argument("--std-final", type=float, default=0.02,
                         help="anneal the std geometrically to this value, in "
-                        "--std-stages steps (default 0.05; equal to --std: fixed)")
+                        "--std-stages steps (default 0.02; equal to --std: fixed)")
     parser.add_argument("--std-stages", type=int, default=4)
     parser.add_argument("--core", choices=["rnn", "lstm"], default=None,
                         help="core network (default: the preset's)")
@@ -238,8 +238,8 @@ def train(args):
 
 
 def demo(args):
-    """About a minute: 10 epochs of the 28x28 preset (far from converged)."""
+    """About a minute: 20 epochs of the 28x28 preset (far from converged)."""
     args.preset, args.log_every = "mnist", 5
     args.rotate = args.zoom = 0.0  # shifts only: the affine warp costs time
     args.std_final = args.std = 0.1
-    return run(args, args.epochs or 10)
+    return run(args, args.epochs or 20)

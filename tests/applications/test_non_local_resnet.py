@@ -79,7 +79,7 @@ class NonLocalResNetTest(testing.TestCase):
 
     def test_frame_block_harness(self):
         self.run_layer_test(FrameNonLocalBlock, {"frames": 2, "sub_sample": True},
-                            np.random.default_rng(0).normal(size=(4, 4, 4, 8)))
+                            np.random.default_rng(0).normal(size=(4, 4, 4, 8)).astype("float32"))
 
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "Received: nonlocal_stages=3"):

@@ -1,6 +1,9 @@
 """Ready-made models of the papers, built the `keras.applications` way."""
 
 from keras_attention_vision.applications.non_local_resnet import (
+    BatchToFrames,
+    FrameNonLocalBlock,
+    FramesToBatch,
     NonLocalResNet50,
     insert_non_local_blocks,
 )
@@ -17,6 +20,9 @@ from keras_attention_vision.applications.sagan import (
 __all__ = [
     "NonLocalResNet50",
     "insert_non_local_blocks",
+    "FramesToBatch",
+    "BatchToFrames",
+    "FrameNonLocalBlock",
     "SAGAN",
     "SAGANDiscriminator",
     "SAGANGenerator",

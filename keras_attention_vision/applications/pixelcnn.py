@@ -38,11 +38,13 @@ class PixelCNN(keras.Model):
     `evaluate`. With `num_classes`, the inputs are `[images, labels]` and the
     one-hot label conditions every gate.
 
-    `sample` and `complete` run the pixel loop compiled (`tf.function` on
-    TensorFlow, `jax.jit` on JAX) and, for the gated network, recompute the
-    vertical stack once per row and only the current row of the horizontal
-    stack per pixel. The random numbers come from NumPy with the given seed,
-    so the same seed gives the same samples.
+    `sample` and `complete` run the pixel loop compiled (`tf.function` with
+    XLA on TensorFlow, `jax.jit` on JAX; eagerly under `torch.no_grad` on
+    PyTorch) and, for the gated network, run the vertical stacks once per row
+    on a window of the rows above and the horizontal stacks per sub-pixel on a
+    window of the current row, giving exactly the whole network's logits. The
+    random numbers come from NumPy with the given seed, so the same seed gives
+    the same samples.
 
     Args:
         input_shape: `(rows, cols, channels)`, channels 1 or 3 (channels last).

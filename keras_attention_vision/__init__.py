@@ -1,8 +1,9 @@
 """keras-attention-vision: visual-attention layers and the models of their papers.
 
-Importing the package is cheap: its submodules (and with them keras, TensorFlow
-Probability, matplotlib and the data sets) load on first use, so `kav --help`
-answers at once.
+Importing the package registers every public class with Keras, so
+`keras.saving.load_model("model.keras")` finds them with no `custom_objects`.
+It loads keras and the layers and models, nothing heavier: TensorFlow
+Probability, matplotlib and the data sets load on first use.
 
 Example:
 
@@ -13,17 +14,7 @@ block = kav.layers.NonLocalBlock()
 ```
 """
 
-import importlib
-
+from keras_attention_vision import applications, layers, metrics, reinforce
 from keras_attention_vision.version import __version__
 
-SUBMODULES = ("applications", "datasets", "distributions", "layers", "metrics",
-              "reinforce", "visualization")
-
-__all__ = ["__version__", *SUBMODULES]
-
-
-def __getattr__(name):
-    if name in SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["__version__", "applications", "layers", "metrics", "reinforce"]

@@ -185,19 +185,8 @@ class FrameNonLocalBlock(NonLocalBlock):
             return ops.reshape(out[0], ops.shape(inputs)), out[1]
         return ops.reshape(out, ops.shape(inputs))
 
-    def compute_output_shape(self, input_shape):
-        if self.return_attention_scores:
-            return tuple(input_shape), self._scores_shape(self._video_shape(input_shape))
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
-        if return_attention_scores is None:
-            return_attention_scores = self.return_attention_scores
-        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if return_attention_scores:
-            scores = self._scores_shape(self._video_shape(inputs.shape))
-            return output, keras.KerasTensor(scores, dtype=self.compute_dtype)
-        return output
+    def _scores_shape(self, input_shape):
+        return super()._scores_shape(self._video_shape(input_shape))
 
 
 def _placement(nonlocal_stages):

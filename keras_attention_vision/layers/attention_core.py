@@ -56,6 +56,8 @@ y.shape  # (2, 64, 4)
 import keras
 from keras import ops
 
+from keras_attention_vision.layers.validation import check_rank
+
 PAIRWISE = ("dot", "concat_relu")
 NORMALIZATIONS = ("softmax", "count")
 
@@ -234,3 +236,33 @@ def _scan_chunks(block, query, key, value, chunk):
     out = ops.map(lambda q: block(q, key, value), chunks)
     out = ops.reshape(ops.moveaxis(out, 0, 1), (batch, num_chunks * chunk, -1))
     return out[:, :num_queries]
+
+
+class AttentionScoresShapes:
+    """Output shapes of a residual attention layer that can return its weights.
+
+    Mixed into a layer (before `keras.layers.Layer`) that has the attribute
+    `return_attention_scores` and a method `_scores_shape(input_shape)` giving
+    the `(batch, N_q, N_k)` shape of its weights. The output has the input's
+    shape, followed by the weights when they are asked for (in the constructor
+    or, for `compute_output_spec`, in the call). `INPUT_RANKS` lists the input
+    ranks the layer accepts.
+    """
+
+    INPUT_RANKS = (3, 4, 5)
+
+    def compute_output_shape(self, input_shape):
+        check_rank(self, input_shape, self.INPUT_RANKS)
+        if self.return_attention_scores:
+            return tuple(input_shape), self._scores_shape(input_shape)
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
+        if return_attention_scores is None:
+            return_attention_scores = self.return_attention_scores
+        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if return_attention_scores:
+            scores = keras.KerasTensor(self._scores_shape(inputs.shape),
+                                       dtype=self.compute_dtype)
+            return output, scores
+        return output

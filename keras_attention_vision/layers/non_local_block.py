@@ -18,7 +18,7 @@ POOL_SIZES = {3: (2,), 4: (2, 2), 5: (1, 2, 2)}
 
 
 @kav_export("keras_attention_vision.layers.NonLocalBlock")
-class NonLocalBlock(keras.layers.Layer):
+class NonLocalBlock(attention_core.AttentionScoresShapes, keras.layers.Layer):
     """Non-local block: every position attends to every other position.
 
     From "Non-local Neural Networks" (Wang, Girshick, Gupta and He, 2018):
@@ -240,18 +240,3 @@ class NonLocalBlock(keras.layers.Layer):
             num_keys *= d // p
         return (shape[0], num_queries, num_keys)
 
-    def compute_output_shape(self, input_shape):
-        check_rank(self, input_shape, (3, 4, 5))
-        if self.return_attention_scores:
-            return tuple(input_shape), self._scores_shape(input_shape)
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
-        if return_attention_scores is None:
-            return_attention_scores = self.return_attention_scores
-        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if return_attention_scores:
-            scores = keras.KerasTensor(self._scores_shape(inputs.shape),
-                                       dtype=self.compute_dtype)
-            return output, scores
-        return output

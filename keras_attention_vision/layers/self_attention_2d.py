@@ -13,7 +13,7 @@ from keras_attention_vision.layers.validation import (
 
 
 @kav_export("keras_attention_vision.layers.SelfAttention2D")
-class SelfAttention2D(keras.layers.Layer):
+class SelfAttention2D(attention_core.AttentionScoresShapes, keras.layers.Layer):
     """SAGAN self-attention: `x + gamma * W_o(softmax(q k^T) v)` on images.
 
     From "Self-Attention Generative Adversarial Networks" (Zhang, Goodfellow,
@@ -60,6 +60,8 @@ class SelfAttention2D(keras.layers.Layer):
     y = SelfAttention2D(use_spectral_norm=True)(x)
     ```
     """
+
+    INPUT_RANKS = (4,)
 
     def __init__(self, query_channels=None, value_channels=None, sub_sample=True,
                  use_spectral_norm=False, query_chunk_size=None,
@@ -166,18 +168,3 @@ class SelfAttention2D(keras.layers.Layer):
         keys = (h // 2) * (w // 2) if self.sub_sample else h * w
         return (shape[0], h * w, keys)
 
-    def compute_output_shape(self, input_shape):
-        check_rank(self, input_shape, (4,))
-        if self.return_attention_scores:
-            return tuple(input_shape), self._scores_shape(input_shape)
-        return tuple(input_shape)
-
-    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
-        if return_attention_scores is None:
-            return_attention_scores = self.return_attention_scores
-        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
-        if return_attention_scores:
-            scores = keras.KerasTensor(self._scores_shape(inputs.shape),
-                                       dtype=self.compute_dtype)
-            return output, scores
-        return output

@@ -246,10 +246,17 @@ class AttentionScoresShapes:
     the `(batch, N_q, N_k)` shape of its weights. The output has the input's
     shape, followed by the weights when they are asked for (in the constructor
     or, for `compute_output_spec`, in the call). `INPUT_RANKS` lists the input
-    ranks the layer accepts.
+    ranks the layer accepts. `_channels_last_shape` gives the channels-last
+    form of a shape for layers with a `data_format`.
     """
 
     INPUT_RANKS = (3, 4, 5)
+
+    def _channels_last_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.data_format == "channels_first":
+            return (input_shape[0],) + input_shape[2:] + (input_shape[1],)
+        return input_shape
 
     def compute_output_shape(self, input_shape):
         check_rank(self, input_shape, self.INPUT_RANKS)

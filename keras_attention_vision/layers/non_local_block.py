@@ -133,12 +133,6 @@ class NonLocalBlock(attention_core.AttentionScoresShapes, keras.layers.Layer):
         })
         return config
 
-    def _channels_last_shape(self, input_shape):
-        input_shape = tuple(input_shape)
-        if self.data_format == "channels_first":
-            return (input_shape[0],) + input_shape[2:] + (input_shape[1],)
-        return input_shape
-
     def _dense(self, units, name, kernel_initializer=None):
         return keras.layers.Dense(
             units, name=name, dtype=self.dtype_policy,

@@ -9,7 +9,11 @@ from keras import ops
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 from keras_attention_vision.layers.masked_conv2d import MaskedConv2D
-from keras_attention_vision.layers.validation import check_choice, check_positive_int
+from keras_attention_vision.layers.validation import (
+    check_choice,
+    check_odd_positive_int,
+    check_positive_int,
+)
 from keras_attention_vision.metrics import (
     DISTRIBUTIONS,
     LN2,
@@ -84,11 +88,8 @@ class PixelCNN(keras.Model):
             )
         check_positive_int("num_layers", num_layers)
         check_positive_int("filters", filters)
-        for key, value in (("kernel_size", kernel_size),
-                           ("first_kernel_size", first_kernel_size)):
-            check_positive_int(key, value)
-            if value % 2 == 0:
-                raise ValueError(f"`{key}` must be odd. Received: {key}={value}")
+        check_odd_positive_int("kernel_size", kernel_size)
+        check_odd_positive_int("first_kernel_size", first_kernel_size)
         check_positive_int("num_classes", num_classes, allow_none=True)
         check_choice("distribution", distribution, DISTRIBUTIONS)
         check_positive_int("head_filters", head_filters, allow_none=True)

@@ -8,6 +8,7 @@ from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.masked_conv2d import MASK_TYPES, MaskedConv2D
 from keras_attention_vision.layers.validation import (
     check_choice,
+    check_odd_positive_int,
     check_positive_int,
     standardize_data_format,
 )
@@ -86,11 +87,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         check_positive_int("filters", filters)
-        check_positive_int("kernel_size", kernel_size)
-        if kernel_size % 2 == 0:
-            raise ValueError(
-                f"`kernel_size` must be odd. Received: kernel_size={kernel_size}"
-            )
+        check_odd_positive_int("kernel_size", kernel_size)
         check_choice("mask_type", mask_type, MASK_TYPES)
         check_positive_int("color_channels", color_channels)
         if filters % color_channels:

@@ -6,6 +6,7 @@ from keras import ops
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers import attention_core
 from keras_attention_vision.layers.validation import (
+    check_bool,
     check_choice,
     check_positive_int,
     check_rank,
@@ -106,8 +107,7 @@ class NonLocalBlock(attention_core.AttentionScoresShapes, keras.layers.Layer):
         for name, value in (("sub_sample", sub_sample), ("use_bn", use_bn),
                             ("use_scale", use_scale),
                             ("return_attention_scores", return_attention_scores)):
-            if not isinstance(value, bool):
-                raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+            check_bool(name, value)
         self.sub_sample = sub_sample
         self.use_bn = use_bn
         self.use_scale = use_scale

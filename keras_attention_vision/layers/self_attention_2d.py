@@ -6,6 +6,7 @@ from keras import ops
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers import attention_core
 from keras_attention_vision.layers.validation import (
+    check_bool,
     check_positive_int,
     check_rank,
     standardize_data_format,
@@ -77,8 +78,7 @@ class SelfAttention2D(attention_core.AttentionScoresShapes, keras.layers.Layer):
         for name, value in (("sub_sample", sub_sample),
                             ("use_spectral_norm", use_spectral_norm),
                             ("return_attention_scores", return_attention_scores)):
-            if not isinstance(value, bool):
-                raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+            check_bool(name, value)
         self.sub_sample = sub_sample
         self.use_spectral_norm = use_spectral_norm
         self.return_attention_scores = return_attention_scores

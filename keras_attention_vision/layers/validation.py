@@ -26,6 +26,21 @@ def check_positive_int(name, value, allow_none=False):
     return value
 
 
+def check_odd_positive_int(name, value):
+    """Raises a `ValueError` quoting `value` unless it is an odd int >= 1."""
+    check_positive_int(name, value)
+    if value % 2 == 0:
+        raise ValueError(f"`{name}` must be odd. Received: {name}={value}")
+    return value
+
+
+def check_bool(name, value):
+    """Raises a `ValueError` quoting `value` unless it is `True` or `False`."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
 def check_choice(name, value, choices):
     """Raises a `ValueError` quoting `value` unless it is one of `choices`."""
     if value not in choices:

@@ -238,16 +238,20 @@ def _scan_chunks(block, query, key, value, chunk):
     return out[:, :num_queries]
 
 
-class AttentionScoresShapes:
-    """Output shapes of a residual attention layer that can return its weights.
+# Max-pool window of `sub_sample` per channels-last rank: space only, never time.
+SPACE_POOL_SIZES = {3: (2,), 4: (2, 2), 5: (1, 2, 2)}
 
-    Mixed into a layer (before `keras.layers.Layer`) that has the attribute
-    `return_attention_scores` and a method `_scores_shape(input_shape)` giving
-    the `(batch, N_q, N_k)` shape of its weights. The output has the input's
-    shape, followed by the weights when they are asked for (in the constructor
+
+class NonLocalMixin:
+    """What the non-local family shares: keys, output shapes, scores shapes.
+
+    Mixed into a layer (before `keras.layers.Layer`) with the attributes
+    `data_format`, `sub_sample` and `return_attention_scores`. Keys and values
+    are max-pooled over space only when `sub_sample` (`SPACE_POOL_SIZES`), then
+    flattened. The output has the input's shape, followed by the
+    `(batch, N_q, N_k)` weights when they are asked for (in the constructor
     or, for `compute_output_spec`, in the call). `INPUT_RANKS` lists the input
-    ranks the layer accepts. `_channels_last_shape` gives the channels-last
-    form of a shape for layers with a `data_format`.
+    ranks the layer accepts.
     """
 
     INPUT_RANKS = (3, 4, 5)
@@ -257,6 +261,24 @@ class AttentionScoresShapes:
         if self.data_format == "channels_first":
             return (input_shape[0],) + input_shape[2:] + (input_shape[1],)
         return input_shape
+
+    def _keys(self, t):
+        """Flattens channels-last keys or values, pooled first with `sub_sample`."""
+        if self.sub_sample:
+            t = pool_space(t, SPACE_POOL_SIZES[len(t.shape)])
+        return flatten_positions(t)
+
+    def _scores_shape(self, input_shape):
+        shape = self._channels_last_shape(input_shape)
+        spatial = shape[1:-1]
+        if any(d is None for d in spatial):
+            return (shape[0], None, None)
+        num_queries, num_keys = 1, 1
+        pools = SPACE_POOL_SIZES[len(shape)] if self.sub_sample else (1,) * len(spatial)
+        for d, p in zip(spatial, pools):
+            num_queries *= d
+            num_keys *= d // p
+        return (shape[0], num_queries, num_keys)
 
     def compute_output_shape(self, input_shape):
         check_rank(self, input_shape, self.INPUT_RANKS)

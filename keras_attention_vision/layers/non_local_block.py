@@ -14,12 +14,10 @@ from keras_attention_vision.layers.validation import (
 )
 
 MODES = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
-# Max-pool window of the sub-sampling per input rank: space only, never time.
-POOL_SIZES = {3: (2,), 4: (2, 2), 5: (1, 2, 2)}
 
 
 @kav_export("keras_attention_vision.layers.NonLocalBlock")
-class NonLocalBlock(attention_core.AttentionScoresShapes, keras.layers.Layer):
+class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
     """Non-local block: every position attends to every other position.
 
     From "Non-local Neural Networks" (Wang, Girshick, Gupta and He, 2018):
@@ -147,7 +145,7 @@ class NonLocalBlock(attention_core.AttentionScoresShapes, keras.layers.Layer):
         if channels is None:
             raise ValueError(f"{type(self).__name__} needs a known channel count. "
                              f"Received: input_shape={tuple(input_shape)}")
-        self.rank = len(shape)
+        self.rank = len(shape)  # 3, 4 or 5: the 1D, 2D or 3D variant
         self.channels = channels
         self.inner = self.inter_channels or max(1, channels // 2)
         if self.mode != "gaussian":
@@ -178,11 +176,6 @@ class NonLocalBlock(attention_core.AttentionScoresShapes, keras.layers.Layer):
         if self.use_scale and self.mode in ("embedded_gaussian", "gaussian"):
             return float(key_channels) ** -0.5
         return 1.0
-
-    def _keys(self, t):
-        if self.sub_sample:
-            t = attention_core.pool_space(t, POOL_SIZES[self.rank])
-        return attention_core.flatten_positions(t)
 
     def call(self, inputs, training=None, return_attention_scores=None):
         if return_attention_scores is None:
@@ -221,16 +214,4 @@ class NonLocalBlock(attention_core.AttentionScoresShapes, keras.layers.Layer):
         if return_attention_scores:
             return z, ops.cast(scores, self.compute_dtype)
         return z
-
-    def _scores_shape(self, input_shape):
-        shape = self._channels_last_shape(input_shape)
-        spatial = shape[1:-1]
-        if any(d is None for d in spatial):
-            return (shape[0], None, None)
-        num_queries, num_keys = 1, 1
-        pools = POOL_SIZES[len(shape)] if self.sub_sample else (1,) * len(spatial)
-        for d, p in zip(spatial, pools):
-            num_queries *= d
-            num_keys *= d // p
-        return (shape[0], num_queries, num_keys)
 

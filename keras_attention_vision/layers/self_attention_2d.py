@@ -14,7 +14,7 @@ from keras_attention_vision.layers.validation import (
 
 
 @kav_export("keras_attention_vision.layers.SelfAttention2D")
-class SelfAttention2D(attention_core.AttentionScoresShapes, keras.layers.Layer):
+class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
     """SAGAN self-attention: `x + gamma * W_o(softmax(q k^T) v)` on images.
 
     From "Self-Attention Generative Adversarial Networks" (Zhang, Goodfellow,
@@ -124,11 +124,6 @@ class SelfAttention2D(attention_core.AttentionScoresShapes, keras.layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(), initializer="zeros")
         self.built = True
 
-    def _keys(self, t):
-        if self.sub_sample:
-            t = attention_core.pool_space(t, (2, 2))
-        return attention_core.flatten_positions(t)
-
     def call(self, inputs, training=None, return_attention_scores=None):
         if return_attention_scores is None:
             return_attention_scores = self.return_attention_scores
@@ -153,12 +148,4 @@ class SelfAttention2D(attention_core.AttentionScoresShapes, keras.layers.Layer):
         if return_attention_scores:
             return z, ops.cast(scores, self.compute_dtype)
         return z
-
-    def _scores_shape(self, input_shape):
-        shape = self._channels_last_shape(input_shape)
-        h, w = shape[1], shape[2]
-        if h is None or w is None:
-            return (shape[0], None, None)
-        keys = (h // 2) * (w // 2) if self.sub_sample else h * w
-        return (shape[0], h * w, keys)
 

@@ -316,7 +316,13 @@ class PixelCNN(keras.Model):
             return ops.sum(logits * index_mask, axis=(1, 2, 3))
         return ops.sum(logits * index_mask[..., None], axis=(1, 2, 3))
 
-    def _sample_rows(self, x, keep, u, condition, temperature):
+    def _window_logits(self, h, links, condition, valid_cols):
+        """Logits of the last pixel of a window of one row `(n, 1, width, C)`."""
+        for block, link in zip(self.blocks, links):
+            h = ops.multiply(block.horizontal(h, link, condition), valid_cols)
+        return self._head(h[:, :, -1:])[:, 0, 0]
+
+    def _sample_rows(self, x, keep, u, condition, temperature, window_logits=None):
         """Cached sampling loop of the gated network (run compiled).
 
         The logits of pixel (i, j) depend on the rows above through the
@@ -328,6 +334,7 @@ class PixelCNN(keras.Model):
         zeroed after every block, as the zero padding of the whole image would
         be, so the logits equal those of the whole network.
         """
+        window_logits = window_logits or self._window_logits
         n, rows, cols, channels = ops.shape(x)
         context = sum(block.kernel_size // 2 for block in self.blocks)
         height, width = context + 2, context + 1
@@ -362,9 +369,7 @@ class PixelCNN(keras.Model):
                     row = ops.pad(self._normalize(x_row),
                                   [[0, 0], [0, 0], [context, 0], [0, 0]])
                     h = ops.slice(row, (0, 0, j, 0), (n, 1, width, channels))
-                    for block, link in zip(self.blocks, window_links):
-                        h = ops.multiply(block.horizontal(h, link, condition), valid_cols)
-                    logit = self._head(h[:, :, -1:])[:, 0, 0, c]
+                    logit = window_logits(h, window_links, condition, valid_cols)[:, c]
                     x_row = self._fill(x_row, keep_row, u_row, temperature, logit,
                                        index_mask)
                 return x_row

@@ -1,7 +1,6 @@
 """The gated PixelCNN block: vertical and horizontal stacks, no blind spot."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
@@ -12,21 +11,6 @@ from keras_attention_vision.layers.validation import (
     check_positive_int,
     standardize_data_format,
 )
-
-
-def gate_indices(channels, color_channels):
-    """Channel indices of the tanh and sigmoid halves of `channels` channels.
-
-    Within each of the `color_channels` contiguous colour groups, the first
-    half of the channels goes through tanh and the second half through the
-    sigmoid, so the gated output keeps the colour groups in the same order.
-    """
-    per_group = channels // color_channels
-    half = per_group // 2
-    starts = np.arange(color_channels)[:, None] * per_group
-    offsets = np.arange(half)[None, :]
-    tanh_idx = (starts + offsets).reshape(-1)
-    return tanh_idx, tanh_idx + half
 
 
 @kav_export("keras_attention_vision.layers.GatedPixelCNNBlock")
@@ -184,8 +168,6 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             self.horizontal_condition = keras.layers.Dense(
                 two_p, name="horizontal_condition", **dense_kwargs)
             self.horizontal_condition.build(c_shape)
-        tanh_idx, sigmoid_idx = gate_indices(two_p, self.color_channels)
-        self._tanh_idx, self._sigmoid_idx = tanh_idx, sigmoid_idx
         self.built = True
 
     def _with_channels(self, shape, channels, rows_added=0, cols_added=0):
@@ -199,12 +181,24 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         return tuple(shape)
 
     def _gate(self, x):
-        if self.color_channels == 1:  # contiguous halves: slices, no gather
+        # Within each of the `color_channels` contiguous colour groups the first
+        # half of the channels goes through tanh and the second half through the
+        # sigmoid, so the output keeps the colour groups in order. A reshape to
+        # (groups, 2, half) and two slices: no gather.
+        if self.color_channels == 1:
             f, g = ops.split(x, 2, axis=self._channel_axis)
+            return ops.multiply(ops.tanh(f), ops.sigmoid(g))
+        shape = ops.shape(x)
+        groups, half = self.color_channels, self.filters // self.color_channels
+        if self.data_format == "channels_last":
+            x = ops.reshape(x, tuple(shape[:-1]) + (groups, 2, half))
+            f, g = x[..., 0, :], x[..., 1, :]
+            out_shape = tuple(shape[:-1]) + (self.filters,)
         else:
-            f = ops.take(x, self._tanh_idx, axis=self._channel_axis)
-            g = ops.take(x, self._sigmoid_idx, axis=self._channel_axis)
-        return ops.multiply(ops.tanh(f), ops.sigmoid(g))
+            x = ops.reshape(x, (shape[0], groups, 2, half) + tuple(shape[2:]))
+            f, g = x[:, :, 0], x[:, :, 1]
+            out_shape = (shape[0], self.filters) + tuple(shape[2:])
+        return ops.reshape(ops.multiply(ops.tanh(f), ops.sigmoid(g)), out_shape)
 
     def _condition_bias(self, dense, conditioning):
         bias = dense(ops.cast(conditioning, self.compute_dtype))

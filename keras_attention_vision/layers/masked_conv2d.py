@@ -155,11 +155,24 @@ class MaskedConv2D(keras.layers.Conv2D):
         """The constant mask (a NumPy array of the kernel's shape)."""
         return self._kernel_mask
 
+    def _mask_tensor(self, kernel):
+        # On TF and JAX the mask becomes a constant of the traced graph. PyTorch
+        # runs eagerly, so keep one tensor per (dtype, device) of the kernel
+        # rather than copying the NumPy mask into a new tensor at every call.
+        if keras.backend.backend() != "torch":
+            return ops.convert_to_tensor(self._kernel_mask, dtype=kernel.dtype)
+        import torch
+
+        cache = self.__dict__.setdefault("_mask_cache", {})
+        key = (kernel.dtype, kernel.device)
+        if key not in cache:
+            cache[key] = torch.as_tensor(self._kernel_mask, dtype=kernel.dtype,
+                                         device=kernel.device)
+        return cache[key]
+
     def call(self, inputs):
-        kernel = self.kernel
-        kernel = ops.cast(kernel, self.compute_dtype)
-        mask = ops.convert_to_tensor(self._kernel_mask, dtype=self.compute_dtype)
-        outputs = self.convolution_op(inputs, ops.multiply(kernel, mask))
+        kernel = ops.cast(self.kernel, self.compute_dtype)
+        outputs = self.convolution_op(inputs, ops.multiply(kernel, self._mask_tensor(kernel)))
         if self.use_bias:
             if self.data_format == "channels_last":
                 bias_shape = (1, 1, 1, self.filters)

@@ -22,8 +22,8 @@ SETTINGS = {
     "mnist": ["--epochs", "300", "--std", "0.15", "--std-final", "0.02",
               "--rotate", "10", "--zoom", "0.1", "--shift", "2"],
     "translated": ["--epochs", "100"],
-    "cluttered60": ["--epochs", "100"],
-    "cluttered100": ["--epochs", "100"],
+    "cluttered60": ["--epochs", "200"],
+    "cluttered100": ["--epochs", "200"],
 }
 
 

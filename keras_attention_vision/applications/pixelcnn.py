@@ -1,5 +1,6 @@
 """PixelCNN and Gated PixelCNN (van den Oord et al., 2016), with fast sampling."""
 
+import functools
 import math
 
 import keras
@@ -24,6 +25,36 @@ from keras_attention_vision.metrics import (
 CATEGORIES = 256
 #: Pixels per network call of the eager (PyTorch) sampler for binary images.
 LOOKAHEAD = 3
+
+
+@functools.cache
+def lookahead_windows(d, context):
+    """The `2**d - 1` windows of a group of `d` binary pixels (NumPy tables).
+
+    Window `w = 2**m - 1 + code` predicts pixel `j0 + m` of the group with the
+    pixels `j0 + q` (`q < m`) set to bit `q` of `code`. It covers the columns
+    `j0 + m - context ... j0 + m`, so position `t` of it is index `m + t` of the
+    group's span of the row (which starts at column `j0 - context`).
+
+    Returns:
+        `(starts, set_mask, set_value)`: `starts[w] = m`, and `(W, context + 1)`
+        float32 arrays: 1 where window `w` overrides a pixel, and the
+        normalised value (-1 or 1) it puts there.
+    """
+    width = context + 1
+    starts, set_mask, set_value = [], [], []
+    for m in range(d):
+        for code in range(2**m):
+            starts.append(m)
+            mask_w, value_w = np.zeros(width, "float32"), np.zeros(width, "float32")
+            for q in range(m):
+                t = context - m + q
+                if t >= 0:  # pixels left of the window are outside its receptive field
+                    mask_w[t] = 1.0
+                    value_w[t] = 2.0 * ((code >> q) & 1) - 1.0
+            set_mask.append(mask_w)
+            set_value.append(value_w)
+    return np.asarray(starts), np.asarray(set_mask), np.asarray(set_value)
 
 
 @kav_export("keras_attention_vision.applications.PixelCNN")
@@ -325,8 +356,7 @@ class PixelCNN(keras.Model):
             h = ops.multiply(block.horizontal(h, link, condition), valid_cols)
         return self._head(h[:, :, -1:])[:, 0, 0]
 
-    def _sample_rows(self, x, keep, u, condition, temperature, window_logits=None,
-                     lookahead=1):
+    def _sample_rows(self, x, keep, u, condition, temperature, lookahead=1):
         """Cached sampling loop of the gated network (run compiled).
 
         The logits of pixel (i, j) depend on the rows above through the
@@ -342,7 +372,6 @@ class PixelCNN(keras.Model):
         row is sampled `lookahead` pixels at a time by
         `_sample_row_lookahead`.
         """
-        window_logits = window_logits or self._window_logits
         n, rows, cols, channels = ops.shape(x)
         context = sum(block.kernel_size // 2 for block in self.blocks)
         height, width = context + 2, context + 1
@@ -377,7 +406,8 @@ class PixelCNN(keras.Model):
                     row = ops.pad(self._normalize(x_row),
                                   [[0, 0], [0, 0], [context, 0], [0, 0]])
                     h = ops.slice(row, (0, 0, j, 0), (n, 1, width, channels))
-                    logit = window_logits(h, window_links, condition, valid_cols)[:, c]
+                    logit = self._window_logits(h, window_links, condition,
+                                                valid_cols)[:, c]
                     x_row = self._fill(x_row, keep_row, u_row, temperature, logit,
                                        index_mask)
                 return x_row
@@ -413,27 +443,12 @@ class PixelCNN(keras.Model):
         j0 = 0
         while j0 < cols:
             d = min(lookahead, cols - j0)
-            # window w = 2**m - 1 + code predicts pixel j0 + m with the pixels
-            # j0 + q (q < m) set to bit q of `code`; its position t is column
-            # j0 + m - context + t, read at index m + t of `span` below
-            starts, set_mask, set_value = [], [], []
-            for m in range(d):
-                for code in range(2**m):
-                    starts.append(m)
-                    mask_w, value_w = np.zeros(width, "float32"), np.zeros(width, "float32")
-                    for q in range(m):
-                        t = context - m + q
-                        if t >= 0:
-                            mask_w[t] = 1.0
-                            value_w[t] = 2.0 * ((code >> q) & 1) - 1.0  # normalised
-                    set_mask.append(mask_w)
-                    set_value.append(value_w)
+            starts, set_mask, set_value = lookahead_windows(d, context)
             windows = len(starts)
-            index = (np.asarray(starts)[:, None] + np.arange(width)[None, :]).reshape(-1)
-            set_mask = ops.convert_to_tensor(np.asarray(set_mask)[None, :, :, None])
-            set_value = ops.convert_to_tensor(np.asarray(set_value)[None, :, :, None])
-            columns = (np.asarray(starts)[:, None] + np.arange(width)[None, :]
-                       + j0 - context)
+            index = (starts[:, None] + np.arange(width)[None, :]).reshape(-1)
+            set_mask = ops.convert_to_tensor(set_mask[None, :, :, None])
+            set_value = ops.convert_to_tensor(set_value[None, :, :, None])
+            columns = starts[:, None] + np.arange(width)[None, :] + j0 - context
             valid = np.tile((columns >= 0).astype("float32")[:, None, :, None], (n, 1, 1, 1))
 
             row = ops.pad(self._normalize(x_row), [[0, 0], [0, 0], [context, 0], [0, 0]])

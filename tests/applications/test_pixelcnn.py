@@ -114,6 +114,26 @@ class PixelCNNTest(testing.TestCase):
             logits = testing.to_numpy(model(cold))
             np.testing.assert_array_equal(cold, (logits > 0).astype("float32"))
 
+    def test_lookahead_rows_give_the_naive_loop_samples(self):
+        # the eager sampler's groups of d binary pixels (used on torch; run
+        # here on every backend): each pixel must be drawn from the window of
+        # the values actually drawn before it, including kept pixels
+        model = _small(input_shape=(3, 9, 1), num_layers=3, filters=8)
+        perturb = np.random.default_rng(5)
+        model.set_weights([w + 2.0 * perturb.normal(size=w.shape).astype("float32")
+                           for w in model.get_weights()])
+        images = _binary_images(6, size=9, seed=6)[:, :3]
+        keep = np.zeros(images.shape, "float32")
+        keep[:, :, 1::4] = 1.0  # known pixels inside the groups
+        for seed in (0, 1):
+            args = model._prepare(images, keep, seed, None, 1.0)
+            naive = model._naive_loop(*args)
+            self.assertGreater(len(np.unique(naive.reshape(6, -1), axis=0)), 1)
+            for d in (2, 3, 4):
+                np.testing.assert_array_equal(
+                    testing.to_numpy(model._sample_rows(*args, lookahead=d)), naive,
+                    err_msg=f"lookahead={d}, seed={seed}")
+
     def test_class_conditional_fit_and_sample(self):
         x = _binary_images(8)
         labels = np.arange(8) % 2

@@ -21,7 +21,7 @@ from keras_attention_vision.recipes import ram
 SETTINGS = {
     "mnist": ["--epochs", "300", "--std", "0.15", "--std-final", "0.02",
               "--rotate", "10", "--zoom", "0.1", "--shift", "2"],
-    "translated": ["--epochs", "100"],
+    "translated": ["--epochs", "200"],
     "cluttered60": ["--epochs", "200"],
     "cluttered100": ["--epochs", "200"],
 }

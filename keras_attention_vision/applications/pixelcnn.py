@@ -469,16 +469,12 @@ class PixelCNN(keras.Model):
 
             code = ops.zeros((n,), "int32")
             for m in range(d):
-                col = j0 + m
                 logit = ops.take_along_axis(logits, (code + (2**m - 1))[:, None], axis=1)
-                known, kept = x_row[:, 0, col, 0], keep_row[:, 0, col, 0]
-                value = self._draw(logit[:, 0], u_row[:, 0, col, 0], temperature)
-                value = kept * known + (1.0 - kept) * value
-                code = code + ops.cast(value, "int32") * (2**m)
-                one_hot = np.zeros((1, 1, cols, 1), "float32")
-                one_hot[0, 0, col, 0] = 1.0
-                one_hot = ops.convert_to_tensor(one_hot)
-                x_row = x_row * (1.0 - one_hot) + value[:, None, None, None] * one_hot
+                index_mask = np.zeros((1, 1, cols, 1), "float32")
+                index_mask[0, 0, j0 + m, 0] = 1.0
+                x_row = self._fill(x_row, keep_row, u_row, temperature, logit[:, 0],
+                                   ops.convert_to_tensor(index_mask))
+                code = code + ops.cast(x_row[:, 0, j0 + m, 0], "int32") * (2**m)
             j0 += d
         return x_row
 
@@ -496,9 +492,9 @@ class PixelCNN(keras.Model):
 
         return ops.fori_loop(0, rows * cols * channels, body, x)
 
-    def _sample_loop(self, x, keep, u, condition, temperature):
+    def _sample_loop(self, x, keep, u, condition, temperature, lookahead=1):
         if self.gated:
-            return self._sample_rows(x, keep, u, condition, temperature)
+            return self._sample_rows(x, keep, u, condition, temperature, lookahead)
         return self._sample_full(x, keep, u, condition, temperature)
 
     def _compiled_sampler(self):
@@ -529,13 +525,11 @@ class PixelCNN(keras.Model):
             # eager: binary one-channel images are sampled LOOKAHEAD pixels per
             # network call (see `_sample_row_lookahead`)
             binary = self.distribution == "bernoulli" and self.channels == 1
-            lookahead = LOOKAHEAD if self.gated and binary else 1
+            lookahead = LOOKAHEAD if binary else 1
 
             def sampler(*args):
                 with torch.no_grad():
-                    if self.gated:
-                        return self._sample_rows(*args, lookahead=lookahead)
-                    return loop(*args)
+                    return loop(*args, lookahead=lookahead)
         else:
             sampler = loop
         self._samplers[backend] = sampler

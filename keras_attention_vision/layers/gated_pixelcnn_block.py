@@ -185,9 +185,6 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         # half of the channels goes through tanh and the second half through the
         # sigmoid, so the output keeps the colour groups in order. A reshape to
         # (groups, 2, half) and two slices: no gather.
-        if self.color_channels == 1:
-            f, g = ops.split(x, 2, axis=self._channel_axis)
-            return ops.multiply(ops.tanh(f), ops.sigmoid(g))
         shape = ops.shape(x)
         groups, half = self.color_channels, self.filters // self.color_channels
         if self.data_format == "channels_last":

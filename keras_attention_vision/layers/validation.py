@@ -41,6 +41,15 @@ def check_bool(name, value):
     return value
 
 
+def check_number(name, value, minimum=None):
+    """Raises a `ValueError` quoting `value` unless it is a real number >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
+    return float(value)
+
+
 def check_choice(name, value, choices):
     """Raises a `ValueError` quoting `value` unless it is one of `choices`."""
     if value not in choices:

@@ -24,6 +24,12 @@ with
 - `normalization="count"`: division by the number of keys `N` (dot product and
   concatenation forms of the non-local paper).
 
+`mask` (optional, boolean, broadcastable to `(batch, N_q, N_k)`, True where a
+query may look at a key) removes keys: they get weight 0, the softmax is over
+the remaining keys and `"count"` divides by their number. A query with no key
+left gets an all-zero row (output 0), never NaN. The mask is applied with
+`where` on the float32 logits, never by adding a literal such as -1e9.
+
 Logits, softmax and the weighted sum are computed in float32 whatever the
 compute dtype (float16 softmax overflows); the caller casts the result back.
 
@@ -111,11 +117,27 @@ def attention_logits(query, key, pairwise="dot", scale=1.0):
     return ops.relu(query + ops.transpose(key, (0, 2, 1)))
 
 
-def attention_weights(logits, normalization="softmax"):
-    """Normalises float32 logits over the keys (last axis)."""
+def attention_weights(logits, normalization="softmax", mask=None):
+    """Normalises float32 logits over the keys (last axis).
+
+    Args:
+        logits: float32 `(..., N_q, N_k)`.
+        normalization: `"softmax"` or `"count"`.
+        mask: `None` or a boolean tensor broadcastable to `logits`, True where
+            the key counts. Masked keys get weight 0; a row with no key left
+            is all zeros.
+    """
+    if mask is None:
+        if normalization == "softmax":
+            return ops.softmax(logits, axis=-1)
+        return logits / ops.cast(ops.shape(logits)[-1], "float32")
+    mask = ops.convert_to_tensor(mask, "bool")
     if normalization == "softmax":
-        return ops.softmax(logits, axis=-1)
-    return logits / ops.cast(ops.shape(logits)[-1], "float32")
+        lowest = ops.convert_to_tensor(-3.0e38, "float32")
+        weights = ops.softmax(ops.where(mask, logits, lowest), axis=-1)
+        return ops.where(mask, weights, 0.0)
+    counts = ops.sum(ops.cast(mask, "float32"), axis=-1, keepdims=True)
+    return ops.where(mask, logits, 0.0) / ops.maximum(counts, 1.0)
 
 
 def fused_kernel_helps():
@@ -134,16 +156,20 @@ def fused_kernel_helps():
     return jax.default_backend() != "cpu"
 
 
-def _can_fuse(query, value, pairwise, normalization, return_scores):
+def _can_fuse(query, value, pairwise, normalization, return_scores, mask=None):
+    # With a mask, rows without any key must give 0 (not the backend's
+    # uniform or NaN row), so masked attention takes the explicit path.
     return (pairwise == "dot" and normalization == "softmax" and not return_scores
-            and query.shape[-1] == value.shape[-1] and fused_kernel_helps())
+            and mask is None and query.shape[-1] == value.shape[-1]
+            and fused_kernel_helps())
 
 
-def _attend_block(query, key, value, pairwise, normalization, scale, return_scores):
+def _attend_block(query, key, value, pairwise, normalization, scale, return_scores,
+                  mask=None):
     query = ops.cast(query, "float32")
     key = ops.cast(key, "float32")
     value = ops.cast(value, "float32")
-    if _can_fuse(query, value, pairwise, normalization, return_scores):
+    if _can_fuse(query, value, pairwise, normalization, return_scores, mask):
         # (B, N, C) -> (B, N, 1 head, C): the backend's fused kernel.
         out = ops.dot_product_attention(
             query[:, :, None, :], key[:, :, None, :], value[:, :, None, :],
@@ -151,13 +177,20 @@ def _attend_block(query, key, value, pairwise, normalization, scale, return_scor
         )
         return out[:, :, 0, :], None
     weights = attention_weights(attention_logits(query, key, pairwise, scale),
-                                normalization)
+                                normalization, mask)
     out = ops.einsum("bqk,bkc->bqc", weights, value)
     return out, (weights if return_scores else None)
 
 
+def _query_rows(mask, start, stop):
+    """The rows `start:stop` of a `(B, N_q, N_k)`-broadcastable mask."""
+    if mask is None or mask.shape[-2] == 1:
+        return mask
+    return mask[..., start:stop, :]
+
+
 def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0,
-           query_chunk_size=None, return_scores=False, remat_chunks=True):
+           query_chunk_size=None, return_scores=False, remat_chunks=True, mask=None):
     """Weighted sum of `value` over keys, optionally in chunks of queries.
 
     Args:
@@ -174,6 +207,9 @@ def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0
             (then the full matrix exists, chunked or not).
         remat_chunks: recompute each chunk in the backward pass instead of
             keeping its weights (used only when chunking without scores).
+        mask: `None` or a boolean tensor of rank 3 broadcastable to
+            `(batch, N_q, N_k)`, True where the query may look at the key
+            (see the module docstring).
 
     Returns:
         The float32 `(batch, N_q, C_v)` result, and the weights when
@@ -185,39 +221,46 @@ def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}. "
                          f"Received: normalization={normalization!r}")
+    if mask is not None:
+        mask = ops.convert_to_tensor(mask, "bool")
+        if len(mask.shape) != 3:
+            raise ValueError("`mask` must have rank 3, broadcastable to (batch, N_q, N_k). "
+                             f"Received: mask.shape={tuple(mask.shape)}")
     num_queries = query.shape[1]
     # PyTorch's fused SDPA kernels never build the (N_q, N_k) matrix (measured
     # by benchmarks/non_local_memory.py), so chunking would only add work.
     torch_fused = (keras.backend.backend() == "torch"
-                   and _can_fuse(query, value, pairwise, normalization, return_scores))
+                   and _can_fuse(query, value, pairwise, normalization, return_scores,
+                                 mask))
     if (query_chunk_size is None or not isinstance(num_queries, int)
             or num_queries <= query_chunk_size or torch_fused):
         return _attend_block(query, key, value, pairwise, normalization, scale,
-                             return_scores)
+                             return_scores, mask)
 
-    def block(q, k, v):
-        return _attend_block(q, k, v, pairwise, normalization, scale, False)[0]
+    def block(q, k, v, m=None):
+        return _attend_block(q, k, v, pairwise, normalization, scale, False, m)[0]
 
     if remat_chunks and not return_scores:
         block = keras.remat(block)
-        if keras.backend.backend() == "jax":
-            return _scan_chunks(block, query, key, value, query_chunk_size), None
+        if keras.backend.backend() == "jax" and (mask is None or mask.shape[1] == 1):
+            return _scan_chunks(block, query, key, value, query_chunk_size, mask), None
     outputs, all_weights = [], []
     for start in range(0, num_queries, query_chunk_size):
-        q = query[:, start:start + query_chunk_size]
+        stop = start + query_chunk_size
+        q, m = query[:, start:stop], _query_rows(mask, start, stop)
         if return_scores:
             out, weights = _attend_block(q, key, value, pairwise, normalization, scale,
-                                         True)
+                                         True, m)
             all_weights.append(weights)
         else:
-            out = block(q, key, value)
+            out = block(q, key, value) if m is None else block(q, key, value, m)
         outputs.append(out)
     output = ops.concatenate(outputs, axis=1)
     weights = ops.concatenate(all_weights, axis=1) if return_scores else None
     return output, weights
 
 
-def _scan_chunks(block, query, key, value, chunk):
+def _scan_chunks(block, query, key, value, chunk, mask=None):
     """Runs `block` over query chunks with `keras.ops.map` (a sequential loop).
 
     Used on JAX: XLA may schedule the chunks of an unrolled Python loop side
@@ -233,7 +276,10 @@ def _scan_chunks(block, query, key, value, chunk):
     batch = ops.shape(query)[0]
     chunks = ops.reshape(query, (batch, num_chunks, chunk, query.shape[-1]))
     chunks = ops.moveaxis(chunks, 1, 0)
-    out = ops.map(lambda q: block(q, key, value), chunks)
+    if mask is None:
+        out = ops.map(lambda q: block(q, key, value), chunks)
+    else:  # a mask with one query row, the same for every chunk
+        out = ops.map(lambda q: block(q, key, value, mask), chunks)
     out = ops.reshape(ops.moveaxis(out, 0, 1), (batch, num_chunks * chunk, -1))
     return out[:, :num_queries]
 

@@ -67,3 +67,25 @@ def check_rank(layer, input_shape, ranks):
             f"{' or '.join(map(str, ranks))} (batch included). "
             f"Received: input_shape={tuple(input_shape)}"
         )
+
+
+def check_int_tuple(name, value, length, minimum=1):
+    """Raises a `ValueError` quoting `value` unless it holds `length` ints >= `minimum`.
+
+    Returns the value as a tuple (lists from a config come back as tuples).
+    """
+    if (not isinstance(value, (tuple, list)) or len(value) != length
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum
+                   for v in value)):
+        raise ValueError(
+            f"`{name}` must be a tuple of {length} ints >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(value)
+
+
+def check_non_negative_int(name, value):
+    """Raises a `ValueError` quoting `value` unless it is an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"`{name}` must be an int >= 0. Received: {name}={value!r}")
+    return value

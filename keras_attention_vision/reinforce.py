@@ -18,7 +18,13 @@ from keras import ops
 
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.distributions import check_backend, get_distributions
-from keras_attention_vision.layers.validation import check_choice, check_positive_int
+from keras_attention_vision.layers.validation import (
+    check_bool,
+    check_choice,
+    check_positive_int,
+)
+from keras_attention_vision.losses import weighted_mean
+from keras_attention_vision.saving import SeedStateMixin
 
 MEAN_ACTIVATIONS = ("tanh", "clip")
 
@@ -56,8 +62,8 @@ def gaussian_entropy(mean, std):
     return ops.sum(policy.entropy(), -1)
 
 
-def reinforce_loss(rewards, log_probs, baselines=None):
-    """The REINFORCE surrogate loss `-mean_b sum_t (R - sg(b_t)) * log pi_t`.
+def reinforce_loss(rewards, log_probs, baselines=None, sample_weight=None):
+    """The REINFORCE surrogate loss `-mean_b w_b sum_t (R - sg(b_t)) * log pi_t`.
 
     Args:
         rewards: the return of each episode, shape `(B,)` (one reward per
@@ -66,6 +72,8 @@ def reinforce_loss(rewards, log_probs, baselines=None):
         baselines: `b_t`, shape `(B, T)`, `(B,)` or a scalar; `None` means 0.
             Its gradient is stopped: train it with its own loss
             (`baseline_loss`).
+        sample_weight: `None` or per-episode weights `(B,)`, reduced as
+            Keras's losses do (`sum(w * loss) / B`, see `losses.weighted_mean`).
 
     Returns:
         A float32 scalar.
@@ -80,15 +88,17 @@ def reinforce_loss(rewards, log_probs, baselines=None):
         if len(baselines.shape) == 1:
             baselines = baselines[:, None]
         advantage = rewards - baselines
-    return -ops.mean(ops.sum(advantage * log_probs, axis=-1))
+    return weighted_mean(-ops.sum(advantage * log_probs, axis=-1), sample_weight)
 
 
-def baseline_loss(rewards, baselines):
+def baseline_loss(rewards, baselines, sample_weight=None):
     """Mean squared error between the baselines `b_t` and the reward `R`.
 
     Args:
         rewards: shape `(B,)` or `(B, T)`; its gradient is stopped.
         baselines: shape `(B, T)`.
+        sample_weight: `None` or per-episode weights `(B,)`: the mean over `t`
+            of each episode is weighted as Keras's losses do.
 
     Returns:
         A float32 scalar.
@@ -96,11 +106,12 @@ def baseline_loss(rewards, baselines):
     rewards = ops.cast(ops.stop_gradient(rewards), "float32")
     if len(rewards.shape) == 1:
         rewards = rewards[:, None]
-    return ops.mean(ops.square(ops.cast(baselines, "float32") - rewards))
+    squared = ops.square(ops.cast(baselines, "float32") - rewards)
+    return weighted_mean(ops.mean(squared, axis=-1), sample_weight)
 
 
 @kav_export("keras_attention_vision.reinforce.GaussianLocationPolicy")
-class GaussianLocationPolicy(keras.layers.Layer):
+class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
     """A Gaussian policy over locations with a fixed standard deviation.
 
     `mu = tanh(W h + b)` (or `clip(W h + b, -1, 1)`); in training the action is
@@ -131,6 +142,9 @@ class GaussianLocationPolicy(keras.layers.Layer):
     mean, location = policy(h, training=True)
     log_pi = policy.log_prob(mean, location)  # (B,)
     ```
+
+    The state of the sampling noise's `SeedGenerator` is saved in `.keras`
+    files, so a loaded model draws the locations the original would have.
     """
 
     def __init__(self, units=2, std=0.1, mean_activation="tanh",
@@ -140,7 +154,8 @@ class GaussianLocationPolicy(keras.layers.Layer):
         self.std = _check_std(std)
         self.mean_activation = check_choice("mean_activation", mean_activation,
                                             MEAN_ACTIVATIONS)
-        self.stop_gradient_inputs = bool(stop_gradient_inputs)
+        self.stop_gradient_inputs = check_bool("stop_gradient_inputs",
+                                               stop_gradient_inputs)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -239,6 +254,8 @@ class MovingAverageBaseline(keras.layers.Layer):
     Call arguments:
         rewards: shape `(B,)`.
         training: update the average (after reading it) when `True`.
+        sample_weight: optional weights `(B,)`: the update uses the weighted
+            mean reward `sum(w R) / sum(w)` (no update when all weights are 0).
 
     Returns:
         The baseline before the update, broadcast to `(B,)`, float32.
@@ -264,12 +281,18 @@ class MovingAverageBaseline(keras.layers.Layer):
                                      dtype="float32", name="value")
         self.built = True
 
-    def call(self, rewards, training=None):
+    def call(self, rewards, training=None, sample_weight=None):
         rewards = ops.cast(ops.stop_gradient(rewards), "float32")
         out = ops.zeros_like(rewards) + ops.convert_to_tensor(self.value)
         if training:
-            self.value.assign(self.momentum * out[0]
-                              + (1.0 - self.momentum) * ops.mean(rewards))
+            if sample_weight is None:
+                mean, total = ops.mean(rewards), 1.0
+            else:
+                weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+                total = ops.sum(weights)
+                mean = ops.sum(weights * rewards) / ops.maximum(total, 1e-12)
+            updated = self.momentum * out[0] + (1.0 - self.momentum) * mean
+            self.value.assign(ops.where(total > 0, updated, out[0]))
         return out
 
     def compute_output_shape(self, input_shape):

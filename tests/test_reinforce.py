@@ -1,6 +1,8 @@
 """REINFORCE pieces against NumPy: log-densities, surrogate loss and its gradient."""
 
 import math
+import os
+import tempfile
 
 import keras
 import numpy as np
@@ -113,6 +115,45 @@ class ReinforceTest(testing.TestCase):
         self.assertAllClose(layer.value, value, atol=1e-6)
         layer(np.ones(4, "float32"), training=False)
         self.assertAllClose(layer.value, value, atol=1e-6)
+
+    def test_moving_average_baseline_weighted_update(self):
+        layer = reinforce.MovingAverageBaseline(momentum=0.5)
+        rewards = np.array([1, 0, 1, 0], "float32")
+        weights = np.array([3, 1, 0, 0], "float32")
+        layer(rewards, training=True, sample_weight=weights)
+        self.assertAllClose(layer.value, 0.5 * (3 * 1 + 1 * 0) / 4, atol=1e-6)
+        layer(rewards, training=True, sample_weight=np.zeros(4, "float32"))
+        self.assertAllClose(layer.value, 0.375, atol=1e-6)  # all weights 0: kept
+
+    def test_weighted_losses_match_numpy(self):
+        rng = np.random.default_rng(0)
+        rewards = (rng.uniform(size=5) > 0.5).astype("float32")
+        log_probs = rng.normal(size=(5, 3)).astype("float32")
+        baselines = rng.uniform(size=(5, 3)).astype("float32")
+        weights = np.array([0, 1, 2, 0.5, 0], "float32")
+        per_episode = -np.sum((rewards[:, None] - baselines) * log_probs, 1)
+        self.assertAllClose(
+            reinforce.reinforce_loss(rewards, log_probs, baselines, weights),
+            np.mean(weights * per_episode), rtol=1e-5)
+        mse = np.mean((baselines - rewards[:, None]) ** 2, axis=1)
+        self.assertAllClose(reinforce.baseline_loss(rewards, baselines, weights),
+                            np.mean(weights * mse), rtol=1e-5)
+
+    def test_policy_seed_state_survives_saving(self):
+        policy = reinforce.GaussianLocationPolicy(std=0.3, seed=3)
+        model = keras.Sequential([keras.Input((4,)), policy])
+        h = np.ones((2, 4), "float32")
+        first = testing.to_numpy(policy(h, training=True))[1]
+        policy(h, training=True)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "policy.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path).layers[0]
+        # the loaded policy continues from the saved state (a fresh generator
+        # would repeat the first draw)
+        after = testing.to_numpy(loaded(h, training=True))[1]
+        self.assertAllClose(after, testing.to_numpy(policy(h, training=True))[1])
+        self.assertGreater(np.abs(after - first).max(), 1e-3)
 
     def test_learned_baseline_stops_gradient_into_state(self):
         h = keras.Variable(np.ones((3, 4), "float32"))

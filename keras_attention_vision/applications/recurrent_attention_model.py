@@ -5,7 +5,13 @@ from keras import ops
 
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
-from keras_attention_vision.layers.validation import check_choice, check_positive_int
+from keras_attention_vision.layers.validation import (
+    check_bool,
+    check_choice,
+    check_number,
+    check_positive_int,
+)
+from keras_attention_vision.losses import weighted_mean
 from keras_attention_vision.reinforce import (
     GaussianLocationPolicy,
     LearnedBaseline,
@@ -46,7 +52,11 @@ class RecurrentAttentionModel(keras.Model):
         CE(y, logits) + MSE(b_t, R) - mean_b sum_t (R - sg(b_t)) log pi(sg(l_t) | mu_t)
 
     with `R = 1` when the class is right, so `compile(optimizer)` and `fit()`
-    train it on TensorFlow and JAX. PyTorch has no TFP substrate: the
+    train it on TensorFlow and JAX. Every term is a per-image loss reduced as
+    Keras's losses do, so `fit(sample_weight=...)`, `class_weight` and
+    weighted `evaluate` weight the cross-entropy, the baseline MSE and the
+    REINFORCE term alike (`sum(w * loss) / B`); the moving-average baseline
+    is updated with the weighted mean reward. PyTorch has no TFP substrate: the
     constructor raises a clear error there.
 
     At inference the mean locations are used (`predict`); `predict_averaged`
@@ -113,8 +123,9 @@ class RecurrentAttentionModel(keras.Model):
         self.core = check_choice("core", core, ("rnn", "lstm"))
         self.core_units = check_positive_int("core_units", core_units)
         self.baseline = check_choice("baseline", baseline, ("learned", "moving_average"))
-        self.policy_to_core = bool(policy_to_core)
-        self.reinforce_weight = float(reinforce_weight)
+        self.policy_to_core = check_bool("policy_to_core", policy_to_core)
+        self.reinforce_weight = check_number("reinforce_weight", reinforce_weight,
+                                             minimum=0)
         self.classifier_activation = check_choice(
             "classifier_activation", classifier_activation, ("softmax", None))
         self.seed = seed
@@ -278,26 +289,31 @@ class RecurrentAttentionModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         labels = ops.cast(ops.reshape(y, (-1,)), "int32")
+        if sample_weight is not None:
+            sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
         if not isinstance(y_pred, dict):  # evaluate(): cross-entropy of the mean path
             y_pred = ops.cast(y_pred, "float32")
             self.reward_tracker.update_state(ops.cast(ops.equal(
-                ops.cast(ops.argmax(y_pred, axis=-1), "int32"), labels), "float32"))
-            return ops.mean(keras.losses.sparse_categorical_crossentropy(
-                labels, y_pred, from_logits=self.classifier_activation is None))
+                ops.cast(ops.argmax(y_pred, axis=-1), "int32"), labels), "float32"),
+                sample_weight)
+            return weighted_mean(keras.losses.sparse_categorical_crossentropy(
+                labels, y_pred, from_logits=self.classifier_activation is None),
+                sample_weight)
         logits = y_pred["logits"]
-        cross_entropy = ops.mean(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
+        cross_entropy = weighted_mean(keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True), sample_weight)
         correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"),
                                      labels), "float32")
-        self.reward_tracker.update_state(correct)
+        self.reward_tracker.update_state(correct, sample_weight)
         log_probs = self.policy.log_prob(y_pred["means"], y_pred["locations"])  # (B, T)
         if self.baseline == "learned":
             baselines = y_pred["baselines"]
-            value_loss = baseline_loss(correct, baselines)
+            value_loss = baseline_loss(correct, baselines, sample_weight)
         else:
-            baselines = self.baseline_net(correct, training=training)
+            baselines = self.baseline_net(correct, training=training,
+                                          sample_weight=sample_weight)
             value_loss = 0.0
-        policy_loss = reinforce_loss(correct, log_probs, baselines)
+        policy_loss = reinforce_loss(correct, log_probs, baselines, sample_weight)
         return cross_entropy + value_loss + self.reinforce_weight * policy_loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -47,6 +47,64 @@ class RecurrentAttentionModelTest(testing.TestCase):
         surrogate = -np.mean(np.sum((reward[:, None] - o["baselines"]) * log_pi, 1))
         self.assertAllClose(loss, ce + mse + surrogate, atol=1e-4, rtol=1e-4)
 
+    def test_sample_weight_weights_every_term(self):
+        # Keras's reduction: sum(w * loss_b) / B for the cross-entropy, the
+        # baseline MSE and the REINFORCE term alike.
+        images, labels = _data(8)
+        model = RecurrentAttentionModel(**TINY, seed=1)
+        out = model(images, training=True)
+        weights = np.array([1, 0, 2, 0, 1, 1, 0, 0.5], "float32")
+        loss = float(model.compute_loss(images, labels, out, sample_weight=weights))
+        o = testing.to_numpy(out)
+        ce = -_np_log_softmax(o["logits"])[np.arange(8), labels]
+        reward = (o["logits"].argmax(-1) == labels).astype("float64")
+        mse = np.mean((o["baselines"] - reward[:, None]) ** 2, axis=1)
+        std = TINY["std"]
+        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
+                  - 0.5 * np.log(2 * np.pi)).sum(-1)
+        surrogate = -np.sum((reward[:, None] - o["baselines"]) * log_pi, 1)
+        expected = np.mean(weights * (ce + mse + surrogate))
+        self.assertAllClose(loss, expected, atol=1e-4, rtol=1e-4)
+        column = float(model.compute_loss(images, labels, out,
+                                          sample_weight=weights[:, None]))
+        self.assertAllClose(column, expected, atol=1e-4, rtol=1e-4)
+
+    def test_weighted_evaluate(self):
+        images, labels = _data(8)
+        model = RecurrentAttentionModel(**TINY, seed=1)
+        model.compile(optimizer="adam")
+        model(images)
+        testing.perturb_weights(model)
+        weights = np.array([1, 1, 1, 1, 0, 0, 0, 0], "float32")
+        probabilities = model.predict(images, verbose=0)
+        ce = -np.log(probabilities[np.arange(8), labels])
+        unweighted = model.evaluate(images, labels, batch_size=8, verbose=0,
+                                    return_dict=True)["loss"]
+        weighted = model.evaluate(images, labels, sample_weight=weights, batch_size=8,
+                                  verbose=0, return_dict=True)["loss"]
+        self.assertAllClose(unweighted, ce.mean(), rtol=1e-4)
+        self.assertAllClose(weighted, np.mean(weights * ce), rtol=1e-4)
+
+    def test_resumed_training_equals_uninterrupted(self):
+        # The location noise's SeedGenerator state, the weights and the
+        # optimizer state come back from the .keras file.
+        images, labels = _data(16)
+        for baseline in ("learned", "moving_average"):
+            keras.utils.set_random_seed(5)
+            model = RecurrentAttentionModel(**TINY, baseline=baseline, seed=5)
+            model.compile(optimizer=keras.optimizers.Adam(1e-2))
+            model.fit(images, labels, epochs=1, batch_size=8, shuffle=False, verbose=0)
+            with tempfile.TemporaryDirectory() as folder:
+                path = os.path.join(folder, "ram.keras")
+                model.save(path)
+                loaded = keras.saving.load_model(path)
+            self.assertAllClose(loaded.policy.seed_generator.state.value,
+                                model.policy.seed_generator.state.value)
+            for m in (model, loaded):
+                m.fit(images, labels, epochs=1, batch_size=8, shuffle=False, verbose=0)
+            for a, b in zip(model.get_weights(), loaded.get_weights()):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
     def test_location_network_learns_from_reinforce_only(self):
         images, labels = _data(16)
         model = RecurrentAttentionModel(**TINY, seed=2)
@@ -138,6 +196,9 @@ class RecurrentAttentionModelTest(testing.TestCase):
     ({"num_glimpses": 0}, "num_glimpses=0"),
     ({"input_shape": (28, 28)}, r"input_shape=\(28, 28\)"),
     ({"baseline": "none"}, "baseline='none'"),
+    ({"reinforce_weight": "a"}, "reinforce_weight='a'"),
+    ({"reinforce_weight": -1.0}, "reinforce_weight=-1.0"),
+    ({"policy_to_core": "yes"}, "policy_to_core='yes'"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

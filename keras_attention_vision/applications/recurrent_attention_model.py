@@ -10,6 +10,7 @@ from keras_attention_vision.layers.validation import (
     check_choice,
     check_number,
     check_positive_int,
+    standardize_data_format,
 )
 from keras_attention_vision.losses import weighted_mean
 from keras_attention_vision.reinforce import (
@@ -157,11 +158,20 @@ class RecurrentAttentionModel(keras.Model):
     @classmethod
     def from_preset(cls, preset, **kwargs):
         """Builds one of the paper's configurations: `"mnist"`, `"translated"`,
-        `"cluttered60"`, `"cluttered100"`; `kwargs` override its entries."""
+        `"cluttered60"`, `"cluttered100"`; `kwargs` override its entries.
+
+        The presets' image shapes are `(H, W, C)`; in channels_first (the
+        `data_format` argument, or the global Keras setting when it is `None`)
+        they become `(C, H, W)`."""
         if preset not in PRESETS:
             raise ValueError(f"`preset` must be one of {tuple(PRESETS)}. "
                              f"Received: preset={preset!r}")
-        return cls(**{**PRESETS[preset], **kwargs})
+        config = {**PRESETS[preset], **kwargs}
+        if ("input_shape" not in kwargs and standardize_data_format(
+                config.get("data_format")) == "channels_first"):
+            height, width, channels = config["input_shape"]
+            config["input_shape"] = (channels, height, width)
+        return cls(**config)
 
     def get_config(self):
         return {

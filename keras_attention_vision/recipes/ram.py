@@ -172,7 +172,7 @@ def run(args, epochs, verbose=True):
     _configure(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
     train_epoch, x_test, y_train, y_test = _data(args.preset, args.seed)
-    overrides = {"std": args.std, "seed": args.seed,
+    overrides = {"std": args.std, "seed": args.seed, "data_format": "channels_last",
                  "policy_to_core": getattr(args, "policy_to_core", False)}
     if args.core:
         overrides["core"] = args.core

@@ -182,6 +182,20 @@ class RecurrentAttentionModelTest(testing.TestCase):
         first.set_weights(last.get_weights())
         self.assertAllClose(first(np.moveaxis(images, -1, 1)), last(images), atol=1e-5)
 
+    def test_presets_follow_the_global_data_format(self):
+        previous = keras.config.image_data_format()
+        try:
+            keras.config.set_image_data_format("channels_first")
+            model = RecurrentAttentionModel.from_preset("mnist", core_units=8,
+                                                        glimpse_hidden=4, glimpse_units=8)
+        finally:
+            keras.config.set_image_data_format(previous)
+        self.assertEqual(model.data_format, "channels_first")
+        self.assertEqual(model.image_shape, (1, 28, 28))
+        glimpses = model.rollout(np.zeros((2, 1, 28, 28), "float32"),
+                                 return_glimpses=True)["glimpses"]
+        self.assertEqual(tuple(glimpses.shape), (2, 6, 1, 1, 8, 8))
+
     def test_moving_average_baseline_trains(self):
         images, labels = _data(16)
         model = RecurrentAttentionModel(**TINY, baseline="moving_average", seed=7)

@@ -5,11 +5,15 @@ Usage:
 ```
 kav demo                         # short version of every recipe, on embedded data
 kav train RECIPE [options]       # the full recipe of one paper
-kav evaluate RECIPE [options]
+kav evaluate RECIPE [options]    # offered once a recipe has the step
 kav visualize RECIPE [options]
 kav benchmark [NAME]             # run (or list) the scripts in benchmarks/
 kav --version
 ```
+
+Option values are checked before any work starts: counts, sizes and rates must
+be positive and the output folder writable; otherwise one line on stderr and
+exit status 2.
 """
 
 import argparse
@@ -24,14 +28,47 @@ from keras_attention_vision.version import __version__
 STEPS = ("train", "evaluate", "visualize")
 
 
+#: Numeric options of the recipes that may be 0; every other one must be > 0.
+ZERO_ALLOWED = frozenset({"distractors", "shift", "rotate", "zoom", "std_final"})
+
+
 def _recipe_parsers(subparsers, step, recipes):
-    parser = subparsers.add_parser(step, help=f"{step} one recipe")
+    having = {name: module for name, module in recipes.items()
+              if step == "train" or hasattr(module, step)}
+    if not having:  # no recipe has this step yet: no empty `choose from ()` menu
+        return
+    parser = subparsers.add_parser(step, help=f"{step} one recipe ({', '.join(having)})")
     per_recipe = parser.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
-    for name, module in recipes.items():
-        if step == "train" or hasattr(module, step):
-            sub = per_recipe.add_parser(name, help=module.HELP)
-            _add_common(sub)
-            module.add_arguments(sub)
+    for name, module in having.items():
+        sub = per_recipe.add_parser(name, help=module.HELP)
+        _add_common(sub)
+        module.add_arguments(sub)
+
+
+def _validate(parser, args):
+    """Rejects bad option values before any work starts (`parser.error`: exit 2).
+
+    Counts, sizes and rates must be positive (a few may be 0, `ZERO_ALLOWED`),
+    and the output folder must be writable.
+    """
+    for name, value in sorted(vars(args).items()):
+        if name == "seed" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value < 0 or (value == 0 and name not in ZERO_ALLOWED):
+            bound = ">= 0" if name in ZERO_ALLOWED else "> 0"
+            parser.error(f"--{name.replace('_', '-')} must be {bound}. "
+                         f"Received: {value!r}")
+    output_dir = getattr(args, "output_dir", None)
+    if output_dir is not None:
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            probe = os.path.join(output_dir, ".kav_write_test")
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+        except OSError as error:
+            parser.error(f"--output-dir {output_dir!r} is not a writable folder "
+                         f"({error.strerror or error}).")
 
 
 def _add_common(parser):
@@ -118,6 +155,8 @@ def main(argv=None):
     """Entry point of `kav`; returns the exit status (2 on bad usage)."""
     parser, recipes = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "benchmark":
+        _validate(parser, args)
     if args.command == "demo":
         return _run_demo(args, recipes)
     if args.command == "benchmark":

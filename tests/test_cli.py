@@ -19,7 +19,10 @@ def test_help_lists_every_command(capsys):
         cli.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("demo", "train", "evaluate", "visualize", "benchmark"):
+    _, recipes = cli.build_parser()
+    offered = [step for step in ("evaluate", "visualize")
+               if any(hasattr(module, step) for module in recipes.values())]
+    for command in ("demo", "train", "benchmark", *offered):
         assert command in out
 
 
@@ -58,3 +61,30 @@ def test_benchmark_lists_runs_and_rejects(tmp_path, capsys):
     assert "probe ran" in capsys.readouterr().out
     assert cli.main(["benchmark", "nope", "--dir", str(tmp_path)]) == 2
     assert "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, complaint", [
+    (["train", "ram", "--epochs", "0"], "--epochs must be > 0. Received: 0"),
+    (["train", "pixelcnn", "--epochs", "-1"], "--epochs must be > 0. Received: -1"),
+    (["train", "sagan", "--batch-size", "0"], "--batch-size must be > 0. Received: 0"),
+    (["train", "non-local", "--learning-rate", "-0.1"],
+     "--learning-rate must be > 0. Received: -0.1"),
+    (["train", "non-local", "--distractors", "-1"], "--distractors must be >= 0"),
+    (["train", "ram", "--output-dir", "/proc/kav"], "is not a writable folder"),
+])
+def test_bad_option_values_exit_2_before_any_work(capsys, args, complaint):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert complaint in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) <= 4
+
+
+def test_steps_without_recipes_are_not_offered(capsys):
+    parser, recipes = cli.build_parser()
+    steps = parser._subparsers._group_actions[0].choices
+    for step in ("evaluate", "visualize"):
+        having = [name for name, module in recipes.items() if hasattr(module, step)]
+        assert (step in steps) == bool(having)

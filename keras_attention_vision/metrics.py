@@ -119,3 +119,188 @@ class BitsPerDim(keras.metrics.Mean):
         config = super().get_config()
         config["distribution"] = self.distribution
         return config
+
+
+# Weakly supervised localisation of attention maps (Jetley et al., 2018), in NumPy.
+# Boxes are `(y_min, x_min, y_max, x_max)` in image pixels, max exclusive, as
+# `keras_attention_vision.datasets.make_cluttered_mnist` returns them.
+
+INTERPOLATIONS = ("bilinear", "nearest")
+REDUCTIONS = ("mean", "none")
+
+
+def _maps_and_boxes(maps, boxes):
+    import numpy as np
+
+    maps = np.asarray(maps, "float64")
+    if maps.ndim == 4 and maps.shape[-1] == 1:
+        maps = maps[..., 0]
+    boxes = np.asarray(boxes)
+    if maps.ndim != 3 or boxes.shape != (len(maps), 4):
+        raise ValueError(
+            "`maps` must be (N, h, w) (or (N, h, w, 1)) and `boxes` (N, 4) as "
+            f"(y_min, x_min, y_max, x_max). Received: maps.shape={maps.shape}, "
+            f"boxes.shape={boxes.shape}"
+        )
+    return maps, boxes
+
+
+def _image_shape(maps, image_shape):
+    import numbers
+
+    if image_shape is None:
+        return maps.shape[1:3]
+    image_shape = tuple(image_shape)[:2]
+    if len(image_shape) != 2 or not all(
+            isinstance(d, numbers.Integral) and d > 0 for d in image_shape):
+        raise ValueError(
+            f"`image_shape` must be (H, W) with positive ints. Received: image_shape={image_shape}"
+        )
+    return tuple(int(d) for d in image_shape)
+
+
+def _reduce(values, reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"`reduction` must be one of {REDUCTIONS}. Received: reduction={reduction!r}"
+        )
+    return float(values.mean()) if reduction == "mean" else values
+
+
+def _interpolation_matrix(out_size, in_size, interpolation):
+    """`(out_size, in_size)` weights of 1D resampling with half-pixel centres."""
+    import numpy as np
+
+    centres = (np.arange(out_size) + 0.5) * in_size / out_size
+    weights = np.zeros((out_size, in_size))
+    if interpolation == "nearest":
+        weights[np.arange(out_size), np.minimum(centres.astype(int), in_size - 1)] = 1.0
+        return weights
+    source = np.clip(centres - 0.5, 0.0, in_size - 1)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, in_size - 1)
+    frac = source - low
+    np.add.at(weights, (np.arange(out_size), low), 1.0 - frac)
+    np.add.at(weights, (np.arange(out_size), high), frac)
+    return weights
+
+
+def upsample_maps(maps, size, interpolation="bilinear"):
+    """Resizes attention maps `(N, h, w)` to `(N, H, W)` (half-pixel centres).
+
+    Args:
+        maps: `(N, h, w)` or `(N, h, w, 1)` maps.
+        size: `(H, W)`.
+        interpolation: `"bilinear"` (as `keras.ops.image.resize`) or `"nearest"`.
+
+    Returns:
+        A float64 NumPy array `(N, H, W)`.
+    """
+    import numpy as np
+
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"`interpolation` must be one of {INTERPOLATIONS}. "
+            f"Received: interpolation={interpolation!r}"
+        )
+    maps = np.asarray(maps, "float64")
+    if maps.ndim == 4 and maps.shape[-1] == 1:
+        maps = maps[..., 0]
+    rows = _interpolation_matrix(size[0], maps.shape[1], interpolation)
+    cols = _interpolation_matrix(size[1], maps.shape[2], interpolation)
+    return np.einsum("Yy,nyx,Xx->nYX", rows, maps, cols)
+
+
+def pointing_game(maps, boxes, image_shape=None, reduction="mean"):
+    """The pointing game: does each map's maximum fall inside the object's box?
+
+    The cell `(i, j)` of the map's maximum (the first one in row-major order
+    on ties) is mapped to its centre in image pixels,
+    `((i + 0.5) H / h, (j + 0.5) W / w)`, and scores 1 when that point lies in
+    `[y_min, y_max) x [x_min, x_max)`.
+
+    Args:
+        maps: attention (or saliency) maps `(N, h, w)` or `(N, h, w, 1)`, at
+            any resolution.
+        boxes: `(N, 4)` ground-truth boxes `(y_min, x_min, y_max, x_max)` in
+            image pixels, max exclusive (the format of
+            `datasets.make_cluttered_mnist`).
+        image_shape: `(H, W)` of the images the boxes refer to; default: the
+            maps' own size.
+        reduction: `"mean"` (the hit rate, a float) or `"none"` (one 0/1 per
+            example).
+
+    Returns:
+        The hit rate in `[0, 1]`, or a float array `(N,)` of hits.
+
+    Example:
+
+    ```python
+    maps = attention_maps_model(model).predict(canvases)[-1]
+    hit_rate = pointing_game(maps, boxes, image_shape=canvases.shape[1:3])
+    ```
+    """
+    import numpy as np
+
+    maps, boxes = _maps_and_boxes(maps, boxes)
+    height, width = _image_shape(maps, image_shape)
+    flat = maps.reshape(len(maps), -1).argmax(axis=-1)
+    i, j = np.unravel_index(flat, maps.shape[1:3])
+    y = (i + 0.5) * height / maps.shape[1]
+    x = (j + 0.5) * width / maps.shape[2]
+    hits = ((boxes[:, 0] <= y) & (y < boxes[:, 2]) & (boxes[:, 1] <= x) & (x < boxes[:, 3]))
+    return _reduce(hits.astype("float64"), reduction)
+
+
+def attention_iou(maps, boxes, threshold=0.5, image_shape=None, interpolation="bilinear",
+                  reduction="mean"):
+    """IoU of each binarised, upsampled map with the object's box.
+
+    The weakly supervised segmentation measure of the paper's Object
+    Discovery experiment: the map is upsampled to the image,
+    binarised, and compared with the ground truth by intersection over
+    union. Here the ground truth is the box, and a pixel is kept when its
+    value is at least `threshold` times the map's maximum (the paper does not
+    state its binarisation threshold; this relative one is ours).
+
+    Args:
+        maps: `(N, h, w)` or `(N, h, w, 1)` maps.
+        boxes: `(N, 4)` boxes `(y_min, x_min, y_max, x_max)` in image pixels,
+            max exclusive.
+        threshold: fraction of each map's maximum in `[0, 1]`.
+        image_shape: `(H, W)` of the images; default: the maps' own size.
+        interpolation: `"bilinear"` or `"nearest"` upsampling.
+        reduction: `"mean"` (a float) or `"none"` (an array `(N,)`).
+
+    Returns:
+        The mean IoU, or the IoU of each example.
+
+    Example:
+
+    ```python
+    iou = attention_iou(maps, boxes, threshold=0.5, image_shape=(60, 60))
+    ```
+    """
+    import numpy as np
+
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+            0.0 <= threshold <= 1.0):
+        raise ValueError(
+            f"`threshold` must be a number in [0, 1]. Received: threshold={threshold!r}"
+        )
+    maps, boxes = _maps_and_boxes(maps, boxes)
+    height, width = _image_shape(maps, image_shape)
+    if maps.shape[1:3] != (height, width):
+        maps = upsample_maps(maps, (height, width), interpolation)
+    peak = maps.reshape(len(maps), -1).max(axis=-1)
+    masks = maps >= threshold * peak[:, None, None]
+    rows = np.arange(height)[None, :, None]
+    cols = np.arange(width)[None, None, :]
+    b = boxes[:, :, None, None]
+    in_box = (b[:, 0] <= rows) & (rows < b[:, 2]) & (b[:, 1] <= cols) & (cols < b[:, 3])
+    intersection = (masks & in_box).sum(axis=(1, 2))
+    union = (masks | in_box).sum(axis=(1, 2))
+    return _reduce(intersection / np.maximum(union, 1), reduction)
+
+
+__all__ += ["attention_iou", "pointing_game", "upsample_maps"]

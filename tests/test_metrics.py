@@ -78,3 +78,59 @@ def test_bits_per_dim_metric_categorical_and_config():
 def test_bad_distribution():
     with pytest.raises(ValueError, match="distribution='gaussian'"):
         BitsPerDim("gaussian")
+
+
+# Localisation of attention maps against boxes (y_min, x_min, y_max, x_max), max exclusive.
+
+def test_pointing_game_peak_inside_scores_one_outside_zero():
+    from keras_attention_vision.metrics import pointing_game
+
+    maps = np.zeros((2, 4, 4))
+    maps[:, 1, 2] = 1.0  # cell (1, 2) of a 4x4 map on an 8x8 image: centre (3, 5)
+    boxes = np.array([[2, 4, 6, 8], [0, 0, 2, 2]])
+    hits = pointing_game(maps, boxes, image_shape=(8, 8), reduction="none")
+    np.testing.assert_array_equal(hits, [1.0, 0.0])
+    assert pointing_game(maps, boxes, image_shape=(8, 8)) == 0.5
+    # The box's max is exclusive: a centre at y=3 is outside [0, 3).
+    assert pointing_game(maps[:1], [[0, 4, 3, 8]], image_shape=(8, 8)) == 0.0
+
+
+def test_attention_iou_by_hand():
+    from keras_attention_vision.metrics import attention_iou
+
+    maps = np.zeros((1, 4, 4, 1))
+    maps[0, :2, :2] = 1.0  # 4 pixels above threshold
+    box = [[0, 0, 2, 4]]   # 8 pixels, containing the 4
+    assert attention_iou(maps, box, threshold=0.5) == pytest.approx(4 / 8)
+    # Nearest upsampling x2: 16 mask pixels against a 32-pixel box.
+    assert attention_iou(maps, [[0, 0, 4, 8]], image_shape=(8, 8),
+                         interpolation="nearest") == pytest.approx(16 / 32)
+    # A box elsewhere: no overlap.
+    assert attention_iou(maps, [[2, 2, 4, 4]]) == 0.0
+    # threshold 0 keeps every pixel: IoU = box area / image area.
+    assert attention_iou(maps, box, threshold=0.0) == pytest.approx(8 / 16)
+
+
+def test_upsample_maps_matches_keras_bilinear_resize():
+    import keras
+
+    from keras_attention_vision.metrics import upsample_maps
+
+    maps = np.random.default_rng(0).uniform(size=(2, 3, 5)).astype("float32")
+    expected = to_numpy(keras.ops.image.resize(maps[..., None], (12, 20),
+                                               interpolation="bilinear", antialias=False,
+                                               data_format="channels_last"))[..., 0]
+    np.testing.assert_allclose(upsample_maps(maps, (12, 20)), expected, atol=1e-5)
+    nearest = upsample_maps(maps, (6, 10), interpolation="nearest")
+    np.testing.assert_array_equal(nearest, np.repeat(np.repeat(maps, 2, 1), 2, 2))
+
+
+def test_localisation_bad_input_is_quoted():
+    from keras_attention_vision.metrics import attention_iou, pointing_game
+
+    with pytest.raises(ValueError, match=r"boxes.shape=\(3, 4\)"):
+        pointing_game(np.zeros((2, 4, 4)), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="threshold=1.5"):
+        attention_iou(np.zeros((1, 4, 4)), [[0, 0, 1, 1]], threshold=1.5)
+    with pytest.raises(ValueError, match="reduction='sum'"):
+        pointing_game(np.zeros((1, 4, 4)), [[0, 0, 1, 1]], reduction="sum")

@@ -1,5 +1,10 @@
 """Ready-made models of the papers, built the `keras.applications` way."""
 
+from keras_attention_vision.applications.attention_vgg import (
+    AttentionVGG,
+    attach_attention_estimators,
+    attention_maps_model,
+)
 from keras_attention_vision.applications.non_local_resnet import (
     BatchToFrames,
     FrameNonLocalBlock,
@@ -28,4 +33,7 @@ __all__ = [
     "SAGANGenerator",
     "PixelCNN",
     "RecurrentAttentionModel",
+    "AttentionVGG",
+    "attach_attention_estimators",
+    "attention_maps_model",
 ]

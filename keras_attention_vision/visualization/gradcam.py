@@ -1,0 +1,81 @@
+"""Grad-CAM, Grad-CAM++ and Saliency maps of a model, computed with tf-keras-vis.
+
+Nothing of these methods is re-implemented here: the maps come from
+tf-keras-vis 0.8.7, which runs with Keras 3 on the TensorFlow backend only.
+They can be scored against boxes with `metrics.pointing_game` and
+`metrics.attention_iou`, exactly as the attention maps are.
+"""
+
+import keras
+import numpy as np
+
+METHODS = ("gradcam", "gradcam++", "saliency")
+
+
+def check_tensorflow_backend(what="Grad-CAM, Grad-CAM++ and Saliency maps"):
+    """Raises a `RuntimeError` unless Keras runs on TensorFlow (tf-keras-vis needs it)."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{what} are computed with tf-keras-vis, which needs the TensorFlow "
+            "backend (set KERAS_BACKEND=tensorflow before importing keras). "
+            f"Received: the active backend is {backend!r}."
+        )
+
+
+def explanation_maps(model, images, class_indices, method="gradcam",
+                     penultimate_layer=None):
+    """Class-discriminative maps of `model` for `images`, from tf-keras-vis.
+
+    - `"gradcam"`: `tf_keras_vis.gradcam.Gradcam` (Selvaraju et al., 2017);
+    - `"gradcam++"`: `tf_keras_vis.gradcam_plus_plus.GradcamPlusPlus`;
+    - `"saliency"`: `tf_keras_vis.saliency.Saliency` (vanilla gradients).
+
+    The output layer's activation is replaced by a linear one
+    (`ReplaceToLinear`, on a clone of the model) so the score is the class
+    logit. Grad-CAM maps are upsampled by tf-keras-vis to the input size.
+
+    Args:
+        model: a functional `keras.Model` with one image input and one class
+            output (e.g. `AttentionVGG`).
+        images: `(N, H, W, C)` float images.
+        class_indices: `(N,)` class explained for each image (e.g. the
+            labels, or the predicted classes).
+        method: `"gradcam"`, `"gradcam++"` or `"saliency"`.
+        penultimate_layer: name of the convolutional layer that Grad-CAM
+            weights; `None` lets tf-keras-vis pick the last one (for
+            `AttentionVGG`, pass `"block5_conv3"`, the last attended layer).
+
+    Returns:
+        A float NumPy array `(N, H, W)`, each map in `[0, 1]`.
+
+    Raises:
+        RuntimeError: on a backend other than TensorFlow.
+
+    Example:
+
+    ```python
+    cams = explanation_maps(model, canvases, labels, "gradcam",
+                            penultimate_layer="block5_conv3")
+    print(pointing_game(cams, boxes))
+    ```
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    check_tensorflow_backend()
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    images = np.asarray(images, "float32")
+    score = CategoricalScore([int(c) for c in np.asarray(class_indices).reshape(-1)])
+    if method == "saliency":
+        maps = Saliency(model, model_modifier=ReplaceToLinear(), clone=True)(score, images)
+    else:
+        cls = Gradcam if method == "gradcam" else GradcamPlusPlus
+        explainer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
+        maps = explainer(score, images, penultimate_layer=penultimate_layer,
+                         seek_penultimate_conv_layer=penultimate_layer is None)
+    return np.asarray(maps, "float32")

@@ -5,6 +5,11 @@ import numpy as np
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.layers.data_format import (
+    backend_runs_channels_first,
+    to_channels_first,
+    to_channels_last,
+)
 from keras_attention_vision.layers.validation import check_choice, check_positive_int
 
 MASK_TYPES = ("A", "B")
@@ -78,19 +83,32 @@ class MaskedConv2D(keras.layers.Conv2D):
     never breaks causality. As a subclass of `keras.layers.Conv2D`, tools that
     look for convolution layers (e.g. tf-keras-vis) find it.
 
+    Only `padding="same"` and `strides=1` keep output pixel (i, j) aligned
+    with input pixel (i, j), which causality is defined against, so other
+    values are rejected. Dilation keeps it (the masked taps stay above and to
+    the left), so any `dilation_rate` is accepted.
+
+    `channels_first` gives the numbers of `channels_last` on every backend: where
+    the backend's kernels cannot run channels_first (TensorFlow without a GPU)
+    the layer transposes to channels_last and back.
+
     Args:
         filters: number of output channels; a multiple of `color_channels`.
         kernel_size: an odd int or a tuple of 2 odd ints.
         mask_type: `"A"` or `"B"`.
         color_channels: number of colour groups (1 for grey, 3 for RGB). The
             input channels must also be a multiple of it.
-        padding: defaults to `"same"`, which keeps the output causal and
-            aligned with the input.
-        data_format: `"channels_last"`, `"channels_first"` or `None`.
-        **kwargs: every other `keras.layers.Conv2D` argument.
+        padding: `"same"` (the only value: it keeps the output causal and
+            aligned with the input).
+        strides: 1 (the only value, for the same reason).
+        dilation_rate: an int or a tuple of 2 ints.
+        data_format: `"channels_last"`, `"channels_first"` or `None`
+            (`keras.config.image_data_format()`).
+        **kwargs: every other `keras.layers.Conv2D` argument except `groups`.
 
     Call arguments:
-        inputs: a 4D tensor (batch, rows, cols, channels) in channels_last.
+        inputs: a 4D tensor, `(batch, rows, cols, channels)` in channels_last
+            or `(batch, channels, rows, cols)` in channels_first.
 
     Returns:
         The convolution of `inputs` with the masked kernel.
@@ -105,8 +123,21 @@ class MaskedConv2D(keras.layers.Conv2D):
     """
 
     def __init__(self, filters, kernel_size, mask_type="B", color_channels=1,
-                 padding="same", data_format=None, **kwargs):
+                 padding="same", strides=1, data_format=None, **kwargs):
         kernel_size = _pair("kernel_size", kernel_size)
+        if not isinstance(padding, str) or padding.lower() != "same":
+            raise ValueError(
+                "MaskedConv2D only supports padding='same': other paddings shift "
+                "the output off the input pixels it must stay causal to. "
+                f"Received: padding={padding!r}"
+            )
+        if _pair("strides", strides) != (1, 1):
+            raise ValueError(
+                "MaskedConv2D only supports strides=1: a strided output pixel sees "
+                "input pixels after the one it is aligned with. "
+                f"Received: strides={strides!r}"
+            )
+        _pair("dilation_rate", kwargs.get("dilation_rate", 1))
         if any(k % 2 == 0 for k in kernel_size):
             raise ValueError(
                 "`kernel_size` must be odd so the kernel has a centre pixel. "
@@ -125,7 +156,7 @@ class MaskedConv2D(keras.layers.Conv2D):
                 "MaskedConv2D does not support grouped convolution. "
                 f"Received: groups={kwargs['groups']!r}"
             )
-        super().__init__(filters, kernel_size, padding=padding,
+        super().__init__(filters, kernel_size, padding="same", strides=1,
                          data_format=data_format, **kwargs)
         self.mask_type = mask_type
         self.color_channels = color_channels
@@ -172,14 +203,22 @@ class MaskedConv2D(keras.layers.Conv2D):
 
     def call(self, inputs):
         kernel = ops.cast(self.kernel, self.compute_dtype)
-        outputs = self.convolution_op(inputs, ops.multiply(kernel, self._mask_tensor(kernel)))
+        kernel = ops.multiply(kernel, self._mask_tensor(kernel))
+        data_format = self.data_format
+        transpose = data_format == "channels_first" and not backend_runs_channels_first()
+        if transpose:
+            inputs, data_format = to_channels_last(inputs), "channels_last"
+        outputs = ops.conv(inputs, kernel, strides=1, padding="same",
+                           dilation_rate=self.dilation_rate, data_format=data_format)
         if self.use_bias:
-            if self.data_format == "channels_last":
+            if data_format == "channels_last":
                 bias_shape = (1, 1, 1, self.filters)
             else:
                 bias_shape = (1, self.filters, 1, 1)
             bias = ops.cast(self.bias, self.compute_dtype)
             outputs = ops.add(outputs, ops.reshape(bias, bias_shape))
+        if transpose:
+            outputs = to_channels_first(outputs)
         if self.activation is not None:
             return self.activation(outputs)
         return outputs

@@ -1,6 +1,11 @@
 """MaskedConv2D: causality by gradients, mask A vs B, harness, bad input."""
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from unittest import mock
 
 import keras
 import numpy as np
@@ -31,18 +36,42 @@ def _allowed(i, j, out_group, mask_type, channels, color_channels):
     return allowed
 
 
-def _receptive_field(i, j, kernel_size, channels):
-    """Input pixels inside the kernel window around (i, j), all channels."""
+def _receptive_field(i, j, kernel_size, channels, dilation=(1, 1)):
+    """Input pixels under the (dilated) kernel's taps around (i, j), all channels."""
     field = np.zeros((SIZE, SIZE, channels), bool)
     r = kernel_size // 2
-    field[max(i - r, 0):i + r + 1, max(j - r, 0):j + r + 1] = True
+    for a in range(-r, r + 1):
+        for b in range(-r, r + 1):
+            row, col = i + a * dilation[0], j + b * dilation[1]
+            if 0 <= row < SIZE and 0 <= col < SIZE:
+                field[row, col] = True
     return field
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_on_nhwc_only_tensorflow(script):
+    """Runs `script` in a fresh TensorFlow process whose CPU kernels take NHWC only.
+
+    Without oneDNN (`TF_ENABLE_ONEDNN_OPTS=0`, and AMD CPUs) TensorFlow's CPU
+    `Conv2D` raises on NCHW; with it, NCHW works on some CPUs, which hides the
+    fault. No GPU is visible, so the CPU kernels run.
+    """
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_ENABLE_ONEDNN_OPTS="0",
+               TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO,
+                                                        os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 class MaskedConv2DTest(testing.TestCase):
-    def _check_causal(self, mask_type, color_channels, filters):
+    def _check_causal(self, mask_type, color_channels, filters, dilation=(1, 1)):
         layer = MaskedConv2D(filters, 3, mask_type=mask_type,
-                             color_channels=color_channels, activation="tanh")
+                             color_channels=color_channels, activation="tanh",
+                             dilation_rate=dilation)
         x = np.random.default_rng(1).normal(size=(1, SIZE, SIZE, color_channels))
         layer(x.astype("float32"))
         randomize_weights(layer)  # masked entries of the stored kernel too
@@ -58,7 +87,7 @@ class MaskedConv2DTest(testing.TestCase):
             self.assertTrue(np.all(grad[~allowed] == 0.0),
                             msg=f"{mask_type} {color_channels}: ({i},{j},{g}) leaks")
             # everything allowed inside the kernel window does reach it
-            expected = allowed & _receptive_field(i, j, 3, color_channels)
+            expected = allowed & _receptive_field(i, j, 3, color_channels, dilation)
             self.assertTrue(np.all(grad[expected] != 0.0),
                             msg=f"{mask_type} {color_channels}: ({i},{j},{g}) is blind")
 
@@ -73,6 +102,12 @@ class MaskedConv2DTest(testing.TestCase):
 
     def test_causal_mask_b_three_channels(self):
         self._check_causal("B", 3, 6)
+
+    def test_dilated_kernels_are_causal(self):
+        # dilation keeps output (i, j) aligned with input (i, j): the masked
+        # taps stay above and to the left, so every dilation rate is supported
+        self._check_causal("A", 1, 2, dilation=(2, 2))
+        self._check_causal("B", 3, 6, dilation=(1, 3))
 
     def test_centre_pixel_reaches_output_only_with_mask_b(self):
         x = np.random.default_rng(2).normal(size=(1, SIZE, SIZE, 1))
@@ -112,9 +147,28 @@ class MaskedConv2DTest(testing.TestCase):
 
     def test_channels_first_matches_last(self):
         x = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype("float32")
-        self.assert_channels_first_matches_last(
-            MaskedConv2D, {"filters": 6, "kernel_size": (3, 5), "mask_type": "B",
+        kwargs = {"filters": 6, "kernel_size": (3, 5), "mask_type": "B",
+                  "color_channels": 3, "dilation_rate": (1, 2)}
+        self.assert_channels_first_matches_last(MaskedConv2D, kwargs, x)
+        # the transposing path (what TensorFlow's CPU kernels need), on every backend
+        with mock.patch("keras_attention_vision.layers.masked_conv2d."
+                        "backend_runs_channels_first", return_value=False):
+            self.assert_channels_first_matches_last(MaskedConv2D, kwargs, x)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="TensorFlow's CPU kernels; other backends run NCHW")
+def test_channels_first_on_nhwc_only_tensorflow_cpu():
+    run_on_nhwc_only_tensorflow("""
+        import numpy as np
+        from keras_attention_vision.layers import MaskedConv2D
+        from tests import testing
+
+        x = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype("float32")
+        testing.assert_channels_first_matches_last(
+            MaskedConv2D, {"filters": 6, "kernel_size": 3, "mask_type": "A",
                            "color_channels": 3}, x)
+    """)
 
 
 @pytest.mark.parametrize("kwargs, quoted", [
@@ -123,6 +177,13 @@ class MaskedConv2DTest(testing.TestCase):
     ({"filters": 4, "kernel_size": 3, "mask_type": "C"}, "mask_type='C'"),
     ({"filters": 5, "kernel_size": 3, "color_channels": 3}, "filters=5"),
     ({"filters": 6, "kernel_size": 3, "color_channels": 0}, "color_channels=0"),
+    ({"filters": 4, "kernel_size": 3, "padding": "valid"}, "padding='valid'"),
+    ({"filters": 4, "kernel_size": 3, "padding": "causal"}, "padding='causal'"),
+    ({"filters": 4, "kernel_size": 3, "strides": 2}, "strides=2"),
+    ({"filters": 4, "kernel_size": 3, "strides": (1, 2)}, "strides=(1, 2)"),
+    ({"filters": 4, "kernel_size": 3, "dilation_rate": (1, 2, 3)},
+     "dilation_rate=(1, 2, 3)"),
+    ({"filters": 4, "kernel_size": 3, "groups": 2}, "groups=2"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted.replace("(", r"\(").replace(")", r"\)")):

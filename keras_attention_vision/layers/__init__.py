@@ -3,6 +3,10 @@
 from keras_attention_vision.layers.attention_estimator import AttentionEstimator
 from keras_attention_vision.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
+from keras_attention_vision.layers.local_self_attention import (
+    LocalSelfAttention1D,
+    LocalSelfAttention2D,
+)
 from keras_attention_vision.layers.masked_conv2d import MaskedConv2D
 from keras_attention_vision.layers.non_local_block import NonLocalBlock
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
@@ -13,5 +17,7 @@ __all__ = [
     "GlimpseSensor",
     "NonLocalBlock",
     "SelfAttention2D",
+    "LocalSelfAttention1D",
+    "LocalSelfAttention2D",
     "AttentionEstimator",
 ]

@@ -1,0 +1,551 @@
+"""Local (blocked) multi-head self-attention of the Image Transformer.
+
+From "Image Transformer" (Parmar, Vaswani, Uszkoreit, Kaiser, Shazeer, Ku and
+Tran, 2018), section 3.2 ("Local Self-Attention") and figure 2. The image (or
+sequence) is cut into non-overlapping *query blocks*; the queries of a block
+attend only to a *memory block* around it, so the cost is
+`O(h * w * m * d)` for `m` memory positions instead of the
+`O((h * w)^2 * d)` of full self-attention.
+
+Both layers share one implementation: a sequence is a one-row image. The
+query block and the flange of the 1D layer are `(1, query_length)` and
+`(0, memory_length)`.
+
+## Geometry (2D)
+
+Query block `b = (bi, bj)` covers rows `bi * qh ... bi * qh + qh - 1` and
+columns `bj * qw ... bj * qw + qw - 1` (`query_shape = (qh, qw)`). Its memory
+window, with `memory_flange = (fh, fw)`, is the rectangle of
+
+- rows `bi * qh - fh ... bi * qh + qh - 1 (+ fh when not causal)`,
+- columns `bj * qw - fw ... bj * qw + qw - 1 + fw`; when `causal` and
+  `fh == 0` the right flange is left out (all its positions come later in
+  the generation order, so it would be masked entirely),
+
+so `memory_positions = mh * mw` with `mh = qh + fh (+ fh)` and
+`mw = fw + qw (+ fw)`. Query positions run in raster order inside the block,
+memory positions in raster order inside the window (top-left first).
+
+Images whose sides are not multiples of the block are padded at the bottom
+and right to whole blocks (and by the flange on every side); the output is
+cropped back. Padded keys are removed with a boolean mask built from the
+image size (never detected from zero keys, never a literal -1e9: see
+`attention_core.attend`).
+
+## Generation order (`causal=True`)
+
+The paper's order for 2D local attention: query blocks in raster order
+(block row by block row, left to right), and raster order inside each block.
+Position `p` may attend to memory position `m` only when `m` comes no later
+than `p` in this order (`p` itself included). `generation_order(height,
+width, query_shape)` returns this order as a permutation of the raster
+indices, for samplers that fill an image pixel by pixel. With
+`query_shape = (1, width)` or `(1, w)` blocks in a single row it is plain
+raster order; for the 1D layer it is always the sequence order.
+"""
+
+import functools
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.layers import attention_core
+from keras_attention_vision.layers.validation import (
+    check_bool,
+    check_int_tuple,
+    check_non_negative_int,
+    check_number,
+    check_positive_int,
+    check_rank,
+    standardize_data_format,
+)
+
+
+def _num_blocks(size, block):
+    return -(-size // block)
+
+
+def generation_order(height, width, query_shape):
+    """The causal generation order of `LocalSelfAttention2D`, as a permutation.
+
+    Query blocks of `query_shape` in raster order, raster order inside each
+    block (blocks at the right and bottom edges may be partial: the order is
+    that of the image padded to whole blocks, restricted to real pixels).
+
+    Args:
+        height, width: the image size.
+        query_shape: `(qh, qw)`, the query block of the layer.
+
+    Returns:
+        An int array `order` of length `height * width`: `order[t]` is the
+        raster index `row * width + col` of the `t`-th pixel generated.
+
+    Example:
+
+    >>> generation_order(2, 4, (2, 2)).tolist()
+    [0, 1, 4, 5, 2, 3, 6, 7]
+    """
+    check_positive_int("height", height)
+    check_positive_int("width", width)
+    qh, qw = check_int_tuple("query_shape", query_shape, 2)
+    rows, cols = np.indices((height, width)).reshape(2, -1)
+    return np.lexsort((cols % qw, rows % qh, cols // qw, rows // qh))
+
+
+def _memory_extent(query_shape, memory_flange, causal):
+    """`(mh, mw)`: the memory window of one query block (module docstring)."""
+    (qh, qw), (fh, fw) = query_shape, memory_flange
+    mh = qh + fh + (0 if causal else fh)
+    mw = fw + qw + (0 if causal and fh == 0 else fw)
+    return mh, mw
+
+
+def _causal_mask(query_shape, memory_flange, memory_extent):
+    """`(q, m)` booleans: memory position no later than the query position.
+
+    The same for every block: rows above the block belong to earlier block
+    rows; in the block's own rows, columns left of the block to earlier
+    blocks, columns right of it to later ones; inside the block, raster order.
+    """
+    (qh, qw), (fh, fw), (mh, mw) = query_shape, memory_flange, memory_extent
+    i, j = np.indices((qh, qw)).reshape(2, -1, 1)  # query, relative to the block
+    r, c = np.indices((mh, mw)).reshape(2, 1, -1)  # memory, relative to the block
+    r, c = r - fh, c - fw
+    inside = (c >= 0) & (c < qw) & ((r < i) | ((r == i) & (c <= j)))
+    return (r < 0) | ((r < qh) & ((c < 0) | inside))
+
+
+def _windows_index(size, block, flange, memory):
+    """Rows (or columns) of every window in the flange-padded image, and padding.
+
+    Returns `(index, valid, pad_before, pad_after)`: `index[b, k]` is the
+    padded coordinate of the `k`-th window row of block `b`; `valid` says
+    whether it is a real row of the image.
+    """
+    blocks = _num_blocks(size, block)
+    index = np.arange(blocks)[:, None] * block + np.arange(memory)[None, :]
+    valid = (index >= flange) & (index < flange + size)
+    pad_after = (blocks - 1) * block + memory - flange - size
+    return index.astype("int32"), valid, flange, pad_after
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(height, width, query_shape, memory_flange, causal):
+    """Gather indices, padding and the `(blocks, q, m)` mask for one image size.
+
+    The mask is True where a query may look at a memory position: a real
+    pixel (not padding) that, when `causal`, comes no later in the generation
+    order. It is `None` when nothing is masked.
+    """
+    (qh, qw), (fh, fw) = query_shape, memory_flange
+    mh, mw = _memory_extent(query_shape, memory_flange, causal)
+    rows, valid_rows, top, bottom = _windows_index(height, qh, fh, mh)
+    cols, valid_cols, left, right = _windows_index(width, qw, fw, mw)
+    valid = valid_rows[:, None, :, None] & valid_cols[None, :, None, :]
+    mask = valid.reshape(len(rows) * len(cols), 1, mh * mw)
+    if causal:
+        mask = mask & _causal_mask(query_shape, memory_flange, (mh, mw))[None]
+    else:
+        mask = np.broadcast_to(mask, (mask.shape[0], qh * qw, mh * mw))
+    return {"rows": rows, "cols": cols, "pad": ((top, bottom), (left, right)),
+            "mask": None if mask.all() else np.ascontiguousarray(mask)}
+
+
+class LocalAttentionBase(keras.layers.Layer):
+    """What the 1D and 2D local self-attention layers share (not public).
+
+    Works on a channels-last image `(batch, H, W, C)`; the 1D layer passes
+    a sequence as a one-row image. Subclasses set `_query_shape`,
+    `_memory_flange` (2D tuples), and implement `_to_image` / `_from_image`
+    and their shape twins.
+    """
+
+    def __init__(self, num_heads, key_dim, value_dim=None, causal=False, dropout=0.0,
+                 use_bias=True, output_shape=None, return_attention_scores=False,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.key_dim = check_positive_int("key_dim", key_dim)
+        self.value_dim = check_positive_int("value_dim", value_dim, allow_none=True)
+        self.causal = check_bool("causal", causal)
+        self.dropout = check_number("dropout", dropout, minimum=0.0)
+        if self.dropout >= 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout!r}")
+        self.use_bias = check_bool("use_bias", use_bias)
+        self.output_dim = check_positive_int("output_shape", output_shape,
+                                             allow_none=True)
+        self.return_attention_scores = check_bool("return_attention_scores",
+                                                  return_attention_scores)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def _base_config(self):
+        config = super().get_config()
+        config.update({
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "causal": self.causal,
+            "dropout": self.dropout,
+            "use_bias": self.use_bias,
+            "output_shape": self.output_dim,
+            "return_attention_scores": self.return_attention_scores,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        })
+        return config
+
+    @property
+    def memory_extent(self):
+        """`(mh, mw)`: rows and columns of each block's memory window."""
+        return _memory_extent(self._query_shape, self._memory_flange, self.causal)
+
+    def _dense(self, name, equation, output_shape, bias_axes, input_shape):
+        layer = keras.layers.EinsumDense(
+            equation, output_shape=output_shape,
+            bias_axes=bias_axes if self.use_bias else None,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer, name=name, dtype=self.dtype_policy)
+        layer.build(input_shape)
+        return layer
+
+    def build(self, input_shape):
+        check_rank(self, input_shape, (self.INPUT_RANK,))
+        shape = self._image_shape(input_shape)
+        channels = shape[-1]
+        if channels is None:
+            raise ValueError(f"{type(self).__name__} needs a known channel count. "
+                             f"Received: input_shape={tuple(input_shape)}")
+        value_dim = self.value_dim or self.key_dim
+        heads = self.num_heads
+        project = "abcd,def->abcef"  # (B, H, W, C) -> (B, H, W, heads, dim)
+        self.query_dense = self._dense("query", project, (None, None, heads, self.key_dim),
+                                       "ef", shape)
+        self.key_dense = self._dense("key", project, (None, None, heads, self.key_dim),
+                                     "ef", shape)
+        self.value_dense = self._dense("value", project, (None, None, heads, value_dim),
+                                       "ef", shape)
+        self.output_dense = self._dense(
+            "attention_output", "abcde,def->abcf",
+            (None, None, self.output_dim or channels), "f",
+            shape[:-1] + (heads, value_dim))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.built = True
+
+    def _windows(self, t, plan):
+        """`(B, H, W, heads, d)` -> `(B * blocks * heads, mh * mw, d)`."""
+        (top, bottom), (left, right) = plan["pad"]
+        t = ops.pad(t, [[0, 0], [top, bottom], [left, right], [0, 0], [0, 0]])
+        t = ops.take(t, plan["rows"], axis=1)  # (B, nbh, mh, W', heads, d)
+        t = ops.take(t, plan["cols"], axis=3)  # (B, nbh, mh, nbw, mw, heads, d)
+        t = ops.transpose(t, (0, 1, 3, 5, 2, 4, 6))
+        return ops.reshape(t, (-1, t.shape[4] * t.shape[5], t.shape[6]))
+
+    def _local_attention(self, x, training, return_scores):
+        """Channels-last `(B, H, W, C)` -> output `(B, H, W, out)`, scores or None."""
+        height, width = x.shape[1], x.shape[2]
+        if height is None or width is None:
+            raise ValueError(f"{type(self).__name__} needs static spatial sizes when "
+                             f"called. Received: input shape {tuple(x.shape)}")
+        (qh, qw), heads = self._query_shape, self.num_heads
+        nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
+        plan = _plan(height, width, self._query_shape, self._memory_flange, self.causal)
+        batch = ops.shape(x)[0]
+
+        query = self.query_dense(x)
+        query = ops.pad(query, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width],
+                                [0, 0], [0, 0]])
+        query = ops.reshape(query, (batch, nbh, qh, nbw, qw, heads, self.key_dim))
+        query = ops.transpose(query, (0, 1, 3, 5, 2, 4, 6))
+        query = ops.reshape(query, (-1, qh * qw, self.key_dim))
+        key = self._windows(self.key_dense(x), plan)
+        value = self._windows(self.value_dense(x), plan)
+        mask = plan["mask"]
+        if mask is not None:
+            blocks, q, m = mask.shape
+            mask = ops.broadcast_to(ops.convert_to_tensor(mask[:, None]),
+                                    (batch, blocks, heads, q, m))
+            mask = ops.reshape(mask, (-1, q, m))
+        scale = float(self.key_dim) ** -0.5
+        use_dropout = training and self.dropout > 0
+        if use_dropout:
+            # Attention dropout acts between the softmax and the weighted sum,
+            # so the core's two halves are composed here.
+            weights = attention_core.attention_weights(
+                attention_core.attention_logits(query, key, "dot", scale),
+                "softmax", mask)
+            dropped = self.dropout_layer(weights, training=training)
+            out = ops.einsum("bqk,bkc->bqc", dropped, ops.cast(value, "float32"))
+        else:
+            out, weights = attention_core.attend(query, key, value, scale=scale,
+                                                 mask=mask, return_scores=return_scores)
+        value_dim = value.shape[-1]
+        out = ops.cast(out, self.compute_dtype)
+        out = ops.reshape(out, (batch, nbh, nbw, heads, qh, qw, value_dim))
+        out = ops.transpose(out, (0, 1, 4, 2, 5, 3, 6))
+        out = ops.reshape(out, (batch, nbh * qh, nbw * qw, heads, value_dim))
+        out = self.output_dense(out[:, :height, :width])
+        if not return_scores:
+            return out, None
+        weights = ops.reshape(weights, (batch, nbh * nbw, heads) + tuple(weights.shape[1:]))
+        weights = ops.transpose(weights, (0, 2, 1, 3, 4))
+        return out, ops.cast(weights, self.compute_dtype)
+
+    def call(self, inputs, training=None, return_attention_scores=None):
+        if return_attention_scores is None:
+            return_attention_scores = self.return_attention_scores
+        out, scores = self._local_attention(self._to_image(inputs), training,
+                                            return_attention_scores)
+        out = self._from_image(out)
+        return (out, scores) if return_attention_scores else out
+
+    def _scores_shape(self, input_shape):
+        _, height, width, _ = self._image_shape(input_shape)
+        (qh, qw), (mh, mw) = self._query_shape, self.memory_extent
+        blocks = None
+        if height is not None and width is not None:
+            blocks = _num_blocks(height, qh) * _num_blocks(width, qw)
+        return (input_shape[0], self.num_heads, blocks, qh * qw, mh * mw)
+
+    def compute_output_shape(self, input_shape):
+        check_rank(self, input_shape, (self.INPUT_RANK,))
+        image = self._image_shape(input_shape)
+        out = self._output_shape(input_shape, self.output_dim or image[-1])
+        if self.return_attention_scores:
+            return out, self._scores_shape(input_shape)
+        return out
+
+    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
+        if return_attention_scores is None:
+            return_attention_scores = self.return_attention_scores
+        check_rank(self, inputs.shape, (self.INPUT_RANK,))
+        channels = self.output_dim or self._image_shape(inputs.shape)[-1]
+        output = keras.KerasTensor(self._output_shape(inputs.shape, channels),
+                                   dtype=self.compute_dtype)
+        if return_attention_scores:
+            return output, keras.KerasTensor(self._scores_shape(inputs.shape),
+                                             dtype=self.compute_dtype)
+        return output
+
+
+
+
+@kav_export("keras_attention_vision.layers.LocalSelfAttention2D")
+class LocalSelfAttention2D(LocalAttentionBase):
+    """Multi-head self-attention over 2D query blocks and their memory flange.
+
+    The 2D local attention of the Image Transformer (Parmar et al., 2018,
+    section 3.2 and figure 2, right): the image is cut into query blocks of
+    `query_shape`; the queries of each block attend to the memory window made
+    of the block and `memory_flange` rows above, columns left and right
+    (rows below too when not causal). A flange of `(0, 0)` means the block
+    alone. Queries, keys and values are per-pixel projections with
+    `num_heads` heads, as in `keras.layers.MultiHeadAttention` (the same
+    kernel shapes), softmax logits are scaled by `key_dim ** -0.5` and
+    computed in float32, and the heads are joined by an output projection.
+
+    With `causal=True`, a pixel attends only to itself and the pixels before
+    it in the paper's generation order: query blocks in raster order, raster
+    order inside a block (`generation_order` gives the permutation; the
+    right flange in the block's own rows is then invisible). Sides that are
+    not multiples of the block are padded and the output cropped back; padded
+    positions are removed with a boolean mask.
+
+    Time and memory are linear in the number of pixels:
+    `O(H * W * mh * mw * (key_dim + value_dim) * num_heads)`.
+
+    Args:
+        num_heads: number of attention heads.
+        key_dim: size of each head's query and key.
+        value_dim: size of each head's value; defaults to `key_dim`.
+        query_shape: `(qh, qw)`, the query block. Defaults to `(8, 8)`.
+        memory_flange: `(fh, fw)`, the rows above (and below when not causal)
+            and the columns left and right of the block that its queries also
+            see. Defaults to `(8, 8)`.
+        causal: mask so that each position sees only itself and the positions
+            before it in the generation order (see the module docstring).
+            Defaults to `False`.
+        dropout: dropout rate on the attention weights (training only).
+            Defaults to `0.0`.
+        use_bias: biases in the four projections. Defaults to `True`.
+        output_shape: channels of the output; defaults to the input channels.
+        return_attention_scores: also return the per-block weights; can be
+            overridden per call. Defaults to `False`.
+        data_format: `"channels_last"`, `"channels_first"` or `None` (the
+            Keras image data format).
+        kernel_initializer: initializer of the projection kernels. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of the biases. Defaults to `"zeros"`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(batch, H, W, C)` (`(batch, C, H, W)` channels first). `H` and
+            `W` must be known when the layer runs.
+        training: enables the attention dropout.
+        return_attention_scores: overrides the constructor value for this call.
+
+    Returns:
+        `(batch, H, W, output_channels)` (channels first: `(batch,
+        output_channels, H, W)`); with `return_attention_scores`, also the
+        weights `(batch, num_heads, num_blocks, qh * qw, mh * mw)`, blocks in
+        raster order, query and memory positions in raster order inside the
+        block and the window (module docstring: `mh = qh + fh (+ fh)`,
+        `mw = fw + qw (+ fw)`); masked positions have weight 0.
+
+    Example:
+
+    ```python
+    x = keras.random.normal((2, 28, 28, 64))
+    layer = LocalSelfAttention2D(num_heads=4, key_dim=16, query_shape=(8, 8),
+                                 memory_flange=(8, 8), causal=True)
+    y, scores = layer(x, return_attention_scores=True)
+    y.shape       # (2, 28, 28, 64)
+    scores.shape  # (2, 4, 16, 64, 384): 4x4 blocks, 8x8 queries, 16x24 memory
+    ```
+    """
+
+    INPUT_RANK = 4
+
+    def __init__(self, num_heads, key_dim, value_dim=None, query_shape=(8, 8),
+                 memory_flange=(8, 8), causal=False, dropout=0.0, use_bias=True,
+                 output_shape=None, return_attention_scores=False, data_format=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(num_heads, key_dim, value_dim=value_dim, causal=causal,
+                         dropout=dropout, use_bias=use_bias, output_shape=output_shape,
+                         return_attention_scores=return_attention_scores,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, **kwargs)
+        self.query_shape = check_int_tuple("query_shape", query_shape, 2, minimum=1)
+        self.memory_flange = check_int_tuple("memory_flange", memory_flange, 2,
+                                             minimum=0)
+        self.data_format = standardize_data_format(data_format)
+        self._query_shape, self._memory_flange = self.query_shape, self.memory_flange
+
+    def get_config(self):
+        config = self._base_config()
+        config.update({"query_shape": self.query_shape,
+                       "memory_flange": self.memory_flange,
+                       "data_format": self.data_format})
+        return config
+
+    def generation_order(self, height, width):
+        """The causal order of this layer on an image: see `generation_order`."""
+        return generation_order(height, width, self.query_shape)
+
+    def _image_shape(self, shape):
+        shape = tuple(shape)
+        if self.data_format == "channels_first":
+            return (shape[0],) + shape[2:] + (shape[1],)
+        return shape
+
+    def _output_shape(self, input_shape, channels):
+        batch, height, width, _ = self._image_shape(input_shape)
+        if self.data_format == "channels_first":
+            return (batch, channels, height, width)
+        return (batch, height, width, channels)
+
+    def _to_image(self, x):
+        return ops.transpose(x, (0, 2, 3, 1)) if self.data_format == "channels_first" else x
+
+    def _from_image(self, y):
+        return ops.transpose(y, (0, 3, 1, 2)) if self.data_format == "channels_first" else y
+
+
+@kav_export("keras_attention_vision.layers.LocalSelfAttention1D")
+class LocalSelfAttention1D(LocalAttentionBase):
+    """Multi-head self-attention over 1D query blocks and the positions before them.
+
+    The 1D local attention of the Image Transformer (Parmar et al., 2018,
+    section 3.2 and figure 2, left), for a sequence or an image flattened in
+    raster order by the user: the sequence is cut into query blocks of
+    `query_length`; the queries of each block attend to the block itself and
+    the `memory_length` positions before it, and, when not causal, the
+    `memory_length` positions after it. With `causal=True`, each position
+    sees itself and earlier positions only (sequence order). Sequences whose
+    length is not a multiple of the block are padded and cropped back, the
+    padding masked with booleans. It is `LocalSelfAttention2D` on a one-row
+    image (`query_shape = (1, query_length)`, `memory_flange = (0,
+    memory_length)`): the same code and the same weights.
+
+    Args:
+        num_heads: number of attention heads.
+        key_dim: size of each head's query and key.
+        value_dim: size of each head's value; defaults to `key_dim`.
+        query_length: `lq`, the query block length. Defaults to `8`.
+        memory_length: `lm`, positions before the block (and after it when not
+            causal) that its queries also see. Defaults to `8`.
+        causal: mask so that each position sees only itself and the positions
+            before it in the generation order (see the module docstring).
+            Defaults to `False`.
+        dropout: dropout rate on the attention weights (training only).
+            Defaults to `0.0`.
+        use_bias: biases in the four projections. Defaults to `True`.
+        output_shape: channels of the output; defaults to the input channels.
+        return_attention_scores: also return the per-block weights; can be
+            overridden per call. Defaults to `False`.
+        kernel_initializer: initializer of the projection kernels. Defaults to
+            `"glorot_uniform"`.
+        bias_initializer: initializer of the biases. Defaults to `"zeros"`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: `(batch, length, C)`; `length` must be known when the layer
+            runs.
+        training: enables the attention dropout.
+        return_attention_scores: overrides the constructor value for this call.
+
+    Returns:
+        `(batch, length, output_channels)`; with `return_attention_scores`,
+        also the weights `(batch, num_heads, num_blocks, lq, m)` with
+        `m = lm + lq` when causal, `lm + lq + lm` otherwise (memory positions
+        in sequence order, the earliest first); masked positions have weight 0.
+
+    Example:
+
+    ```python
+    x = keras.random.normal((2, 784, 32))  # a 28x28 image in raster order
+    layer = LocalSelfAttention1D(num_heads=2, key_dim=16, query_length=64,
+                                 memory_length=128, causal=True)
+    layer(x).shape  # (2, 784, 32)
+    ```
+    """
+
+    INPUT_RANK = 3
+
+    def __init__(self, num_heads, key_dim, value_dim=None, query_length=8,
+                 memory_length=8, causal=False, dropout=0.0, use_bias=True,
+                 output_shape=None, return_attention_scores=False,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(num_heads, key_dim, value_dim=value_dim, causal=causal,
+                         dropout=dropout, use_bias=use_bias, output_shape=output_shape,
+                         return_attention_scores=return_attention_scores,
+                         kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, **kwargs)
+        self.query_length = check_positive_int("query_length", query_length)
+        self.memory_length = check_non_negative_int("memory_length", memory_length)
+        self._query_shape = (1, self.query_length)
+        self._memory_flange = (0, self.memory_length)
+
+    def get_config(self):
+        config = self._base_config()
+        config.update({"query_length": self.query_length,
+                       "memory_length": self.memory_length})
+        return config
+
+    def _image_shape(self, shape):
+        batch, length, channels = tuple(shape)
+        return (batch, 1, length, channels)
+
+    def _output_shape(self, input_shape, channels):
+        return (input_shape[0], input_shape[1], channels)
+
+    def _to_image(self, x):
+        return ops.expand_dims(x, 1)
+
+    def _from_image(self, y):
+        return ops.squeeze(y, 1)

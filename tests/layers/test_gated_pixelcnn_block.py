@@ -10,6 +10,7 @@ from keras import ops
 from keras_attention_vision.layers import GatedPixelCNNBlock, MaskedConv2D
 from tests import testing
 from tests.layers.input_gradients import input_gradient, randomize_weights
+from tests.layers.test_masked_conv2d import run_on_nhwc_only_tensorflow
 
 SIZE = 6
 
@@ -140,6 +141,42 @@ class GatedPixelCNNBlockTest(testing.TestCase):
             GatedPixelCNNBlock, {"filters": 6, "color_channels": 3}, [v, v, c],
             image_inputs=(0, 1), image_outputs=(0, 1))
 
+    def test_weights_load_across_data_formats(self):
+        # kernel shapes do not depend on the format: a block saved in one
+        # format loads in the other and gives the same numbers
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(2, 5, 5, 3)).astype("float32")
+        last = GatedPixelCNNBlock(6, mask_type="A", color_channels=3,
+                                  data_format="channels_last")
+        last([x, x])
+        testing.perturb_weights(last)
+        first = GatedPixelCNNBlock(6, mask_type="A", color_channels=3,
+                                   data_format="channels_first")
+        x_first = np.moveaxis(x, -1, 1)
+        first([x_first, x_first])
+        self.assertEqual([w.shape for w in first.get_weights()],
+                         [w.shape for w in last.get_weights()])
+        first.set_weights(last.get_weights())
+        for a, b in zip(last([x, x]), first([x_first, x_first])):
+            self.assertAllClose(np.moveaxis(testing.to_numpy(b), 1, -1), a, atol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="TensorFlow's CPU kernels; other backends run NCHW")
+def test_channels_first_on_nhwc_only_tensorflow_cpu():
+    run_on_nhwc_only_tensorflow("""
+        import numpy as np
+        from keras_attention_vision.layers import GatedPixelCNNBlock
+        from tests import testing
+
+        rng = np.random.default_rng(2)
+        v = rng.normal(size=(2, 5, 5, 6)).astype("float32")
+        c = rng.normal(size=(2, 2)).astype("float32")
+        testing.assert_channels_first_matches_last(
+            GatedPixelCNNBlock, {"filters": 6, "color_channels": 3}, [v, v, c],
+            image_inputs=(0, 1), image_outputs=(0, 1))
+    """)
+
 
 @pytest.mark.parametrize("kwargs, quoted", [
     ({"filters": 4, "kernel_size": 4}, "kernel_size=4"),
@@ -150,6 +187,20 @@ class GatedPixelCNNBlockTest(testing.TestCase):
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):
         GatedPixelCNNBlock(**kwargs)
+
+
+@pytest.mark.parametrize("data_format, v_shape, h_shape", [
+    ("channels_last", (1, 5, 5, 4), (1, 4, 5, 4)),
+    ("channels_last", (1, 5, 5, 4), (1, 5, 6, 4)),
+    ("channels_first", (1, 4, 5, 5), (1, 4, 5, 3)),
+])
+def test_vertical_and_horizontal_must_have_the_same_spatial_size(data_format, v_shape,
+                                                                  h_shape):
+    block = GatedPixelCNNBlock(4, data_format=data_format)
+    quoted = (rf"vertical shape=\({', '.join(map(str, v_shape))}\), "
+              rf"horizontal shape=\({', '.join(map(str, h_shape))}\)")
+    with pytest.raises(ValueError, match=quoted):
+        block([np.ones(v_shape, "float32"), np.ones(h_shape, "float32")])
 
 
 def test_residual_needs_matching_channels():

@@ -9,6 +9,7 @@ from keras_attention_vision.layers.local_self_attention import (
 )
 from keras_attention_vision.layers.masked_conv2d import MaskedConv2D
 from keras_attention_vision.layers.non_local_block import NonLocalBlock
+from keras_attention_vision.layers.positional_encoding import PositionalEncoding2D
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "SelfAttention2D",
     "LocalSelfAttention1D",
     "LocalSelfAttention2D",
+    "PositionalEncoding2D",
     "AttentionEstimator",
 ]

@@ -28,6 +28,13 @@ class AttentionEstimator(keras.layers.Layer):
     attended vector:    g_a = sum_s a_s l_s
     ```
 
+    Note that with `"pc"` and `"softmax"` the global feature does not change
+    the map: `<u, l_s + g> = <u, l_s> + <u, g>` and the second term is the
+    same at every position, which the softmax removes. `g` then acts only
+    through training (it does not reach the classifier either); it shapes
+    the map with `"dp"`, or with `"pc"` and `"sigmoid"`. This follows from
+    the paper's equation and is checked in the tests.
+
     When `g` has `G != C` channels it is first mapped to `C` channels by a
     learned linear projection (no bias), the paper's one-layer projection
     that matches the dimensions.

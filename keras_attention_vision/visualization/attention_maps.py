@@ -6,14 +6,17 @@ from keras_attention_vision.metrics import upsample_maps
 
 
 def overlay_maps(maps, image_shape, interpolation="bilinear"):
-    """Upsamples `(n, h, w)` maps to `image_shape` and scales each to `[0, 1]` by its maximum.
+    """Upsamples `(n, h, w)` maps to `image_shape` and min-max scales each to `[0, 1]`.
+
+    A constant map (e.g. an untrained, uniform attention) becomes all zeros.
 
     Returns:
         A float array `(n, H, W)`.
     """
     up = upsample_maps(maps, tuple(image_shape)[:2], interpolation)
-    peak = up.reshape(len(up), -1).max(axis=-1)
-    return up / np.where(peak > 0, peak, 1.0)[:, None, None]
+    flat = up.reshape(len(up), -1)
+    low, span = flat.min(axis=-1), np.ptp(flat, axis=-1)
+    return (up - low[:, None, None]) / np.where(span > 0, span, 1.0)[:, None, None]
 
 
 def save_attention_overlays(images, maps, path, map_names=None, titles=None, boxes=None,
@@ -24,7 +27,7 @@ def save_attention_overlays(images, maps, path, map_names=None, titles=None, box
         images: `(n, H, W)`, `(n, H, W, 1)` or `(n, H, W, 3)` images in `[0, 1]`.
         maps: one `(n, h, w)` array or a list of them (e.g. the outputs of
             `attention_maps_model`, or Grad-CAM maps), at any resolution; each
-            is upsampled to the image and scaled by its maximum.
+            is upsampled to the image and min-max scaled.
         path: the PNG file to write.
         map_names: a column title per map (default `"map 1"`, ...).
         titles: optional title per image (shown above its input column).

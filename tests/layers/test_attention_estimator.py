@@ -85,6 +85,18 @@ class AttentionEstimatorTest(testing.TestCase):
             np.testing.assert_allclose(attention.sum(axis=(1, 2)), 1.0, atol=1e-6)
             assert np.all(attention > 0) and np.all(attention < 1)
 
+    def test_global_feature_steers_the_map_except_pc_softmax(self):
+        # c_s = <u, l_s> + <u, g>: a per-example constant that softmax removes.
+        local, global_ = _inputs(global_channels=6)
+        other = global_ + 3.0
+        for compatibility, normalization, steered in (
+                ("pc", "softmax", False), ("pc", "sigmoid", True),
+                ("dp", "softmax", True), ("dp", "sigmoid", True)):
+            layer = AttentionEstimator(compatibility, normalization)
+            a = testing.to_numpy(layer([local, global_])[1])
+            b = testing.to_numpy(layer([local, other])[1])
+            assert (np.abs(a - b).max() > 1e-4) == steered, (compatibility, normalization)
+
     def test_sigmoid_weights_are_bounded_sigmoids(self):
         # Each sigmoid weight is sigmoid(c_s) / sum sigmoid: no larger than 1 / (N * min sigmoid)
         # and, unlike softmax, a single huge score cannot take more than 1 / (1 + sum of the rest).

@@ -11,6 +11,7 @@ from keras_attention_vision.layers.masked_conv2d import MaskedConv2D
 from keras_attention_vision.layers.non_local_block import NonLocalBlock
 from keras_attention_vision.layers.positional_encoding import PositionalEncoding2D
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
+from keras_attention_vision.layers.spatial_attention import SpatialAttention
 
 __all__ = [
     "GatedPixelCNNBlock",
@@ -22,4 +23,5 @@ __all__ = [
     "LocalSelfAttention2D",
     "PositionalEncoding2D",
     "AttentionEstimator",
+    "SpatialAttention",
 ]

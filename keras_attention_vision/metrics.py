@@ -304,3 +304,149 @@ def attention_iou(maps, boxes, threshold=0.5, image_shape=None, interpolation="b
 
 
 __all__ += ["attention_iou", "pointing_game", "upsample_maps"]
+
+
+# Captioning (Xu et al., 2015): BLEU through nltk, and attention correctness.
+
+def _caption_words(caption):
+    if isinstance(caption, str):
+        return caption.lower().split()
+    return [str(w).lower() for w in caption]
+
+
+def bleu_scores(references, hypotheses, max_order=4, smoothing=False):
+    """Corpus BLEU-1..`max_order` of captions, computed by nltk's `corpus_bleu`.
+
+    BLEU-n is the geometric mean of the clipped 1..n-gram precisions over the
+    corpus times the brevity penalty (closest reference length), with uniform
+    weights, as the captioning papers report it. coco-caption's scorer
+    tokenises differently (PTB tokeniser), so its numbers on raw text can
+    differ slightly; on lower-cased, space-separated captions they agree.
+
+    Args:
+        references: one list of reference captions per image (strings, or
+            lists of words).
+        hypotheses: one generated caption per image (a string or a list of
+            words).
+        max_order: the largest n-gram order (1 to 4).
+        smoothing: apply nltk's smoothing method 1 (for sentence-level or very
+            small corpora); `False` is the papers' unsmoothed corpus BLEU.
+
+    Returns:
+        `{"bleu1": ..., "bleu4": ...}` as floats in `[0, 1]`.
+
+    Example:
+
+    ```python
+    bleu_scores([["a red circle", "there is a red circle"]], ["a red circle"])
+    ```
+    """
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+    if isinstance(max_order, bool) or not isinstance(max_order, int) or not (
+            1 <= max_order <= 4):
+        raise ValueError(f"`max_order` must be an int in [1, 4]. Received: max_order={max_order!r}")
+    if len(references) != len(hypotheses) or not len(hypotheses):
+        raise ValueError("Need one list of references per hypothesis, at least one. "
+                         f"Received: {len(references)} references, {len(hypotheses)} hypotheses")
+    refs = []
+    for i, group in enumerate(references):
+        if isinstance(group, str) or not len(group):
+            raise ValueError(f"references[{i}] must be a non-empty list of captions. "
+                             f"Received: references[{i}]={group!r}")
+        refs.append([_caption_words(r) for r in group])
+    hyps = [_caption_words(h) for h in hypotheses]
+    smooth = SmoothingFunction().method1 if smoothing else None
+    return {
+        f"bleu{n}": float(corpus_bleu(refs, hyps, weights=tuple([1.0 / n] * n),
+                                      smoothing_function=smooth))
+        for n in range(1, max_order + 1)
+    }
+
+
+def _object_phrase_and_box(obj):
+    if isinstance(obj, dict):
+        words = [obj[k] for k in ("colour", "shape") if k in obj] if "phrase" not in obj \
+            else str(obj["phrase"]).split()
+        return [w.lower() for w in words], tuple(obj["box"])
+    phrase, box = obj
+    return str(phrase).lower().split(), tuple(box)
+
+
+def attention_correctness(attention, captions, objects, image_shape, reduction="mean"):
+    """Is the attention on the object the decoder names when it names it?
+
+    For each generated caption, each time the decoder emits the last word of
+    an object's phrase (e.g. "circle" in "... a red circle ...", the words
+    before it matching the rest of the phrase, "red"), the attention map of
+    that step is scored against the object's box: `correct` is 1 when the
+    map's maximum lies inside the box (`pointing_game`: the centre of the
+    arg-max cell), and `mass` is the share of the attention inside the box
+    (each cell's weight spread over its pixels). A word that matches no
+    object of the image, or several, is not scored.
+
+    Args:
+        attention: one array `(words, h, w)` per caption, the weights of the
+            step that emitted each word (`ShowAttendTell.generate`'s
+            `attention`).
+        captions: the generated captions (strings or lists of words), aligned
+            with `attention`.
+        objects: per caption, the image's objects: dicts with `colour`,
+            `shape` and `box` (as `datasets.make_shapes_captions`), or with
+            `phrase` and `box`, or `(phrase, box)` pairs. Boxes are
+            `(y_min, x_min, y_max, x_max)` in pixels, max exclusive.
+        image_shape: `(H, W)` of the images.
+        reduction: `"mean"` or `"none"` (the per-word arrays).
+
+    Returns:
+        `{"correctness": ..., "mass": ..., "words": count}`: the hit rate and
+        the mean share of the attention inside the box (NaN with no scored
+        word), or with `reduction="none"` the arrays of every scored word.
+
+    Example:
+
+    ```python
+    out = model.generate(images)
+    scores = attention_correctness(out["attention"], out["captions"],
+                                   data["objects"], image_shape=(32, 32))
+    ```
+    """
+    import numpy as np
+
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"`reduction` must be one of {REDUCTIONS}. "
+                         f"Received: reduction={reduction!r}")
+    if not len(attention) == len(captions) == len(objects):
+        raise ValueError("`attention`, `captions` and `objects` must have one entry per "
+                         f"caption. Received: lengths {len(attention)}, {len(captions)}, "
+                         f"{len(objects)}")
+    height, width = _image_shape(np.zeros((1, 1, 1)), image_shape)
+    correct, mass = [], []
+    for maps, caption, found in zip(attention, captions, objects):
+        words = _caption_words(caption)
+        maps = np.asarray(maps, "float64")
+        if maps.ndim != 3 or len(maps) < len(words):
+            raise ValueError("Each attention entry must be (words, h, w) with a map per "
+                             f"word. Received: shape={maps.shape} for caption={caption!r}")
+        phrases = [_object_phrase_and_box(o) for o in found]
+        for t, word in enumerate(words):
+            boxes = [box for phrase, box in phrases
+                     if phrase and phrase[-1] == word and t + 1 >= len(phrase)
+                     and words[t + 1 - len(phrase):t + 1] == phrase]
+            if len(boxes) != 1:
+                continue
+            box = np.asarray([boxes[0]])
+            correct.append(pointing_game(maps[t:t + 1], box, (height, width),
+                                         reduction="none")[0])
+            up = upsample_maps(maps[t:t + 1], (height, width), "nearest")[0]
+            y0, x0, y1, x1 = boxes[0]
+            mass.append(up[y0:y1, x0:x1].sum() / max(up.sum(), 1e-12))
+    correct, mass = np.asarray(correct, "float64"), np.asarray(mass, "float64")
+    if reduction == "none":
+        return {"correctness": correct, "mass": mass, "words": len(correct)}
+    return {"correctness": float(correct.mean()) if len(correct) else float("nan"),
+            "mass": float(mass.mean()) if len(mass) else float("nan"),
+            "words": len(correct)}
+
+
+__all__ += ["attention_correctness", "bleu_scores"]

@@ -21,6 +21,10 @@ from keras_attention_vision.applications.sagan import (
     SAGANDiscriminator,
     SAGANGenerator,
 )
+from keras_attention_vision.applications.show_attend_tell import (
+    ShowAttendTell,
+    build_vocabulary,
+)
 
 __all__ = [
     "NonLocalResNet50",
@@ -36,4 +40,6 @@ __all__ = [
     "AttentionVGG",
     "attach_attention_estimators",
     "attention_maps_model",
+    "ShowAttendTell",
+    "build_vocabulary",
 ]

@@ -1,0 +1,81 @@
+"""Weights presets: resolution, hashes, clear errors, URLs through keras.utils.get_file."""
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attention_vision import presets
+
+
+def _model():
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs), name="tiny")
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    model = _model()
+    model.get_layer("dense").kernel.assign(np.arange(6, dtype="float32").reshape(3, 2))
+    presets.save_preset(model, "tiny_demo", "Tiny", {"units": 2},
+                        {"data": "none", "command": "test"}, directory=tmp_path)
+    return tmp_path, model
+
+
+def test_preset_round_trip_and_record(shipped):
+    folder, model = shipped
+    info = presets.get_preset("tiny_demo", "Tiny", folder)
+    assert info["config"] == {"units": 2}
+    assert info["sha256"] == presets.sha256(folder / "tiny_demo.weights.h5")
+    loaded = presets.load_weights(_model(), "tiny_demo", "Tiny", directory=folder)
+    np.testing.assert_array_equal(loaded.get_layer("dense").get_weights()[0],
+                                  model.get_layer("dense").get_weights()[0])
+    assert list(presets.available_presets("Other", folder)) == []
+
+
+def test_unknown_preset_lists_the_valid_ones(shipped):
+    folder, _ = shipped
+    with pytest.raises(ValueError, match=r"\['tiny_demo'\]. Received: weights='tiny'"):
+        presets.resolve_weights("tiny", "Tiny", directory=folder)
+    with pytest.raises(ValueError, match="for Other"):  # another model's preset
+        presets.resolve_weights("tiny_demo", "Other", directory=folder)
+
+
+def test_tampered_preset_is_refused(shipped):
+    folder, _ = shipped
+    path = folder / "tiny_demo.weights.h5"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="does not match its recorded SHA-256"):
+        presets.resolve_weights("tiny_demo", "Tiny", directory=folder)
+
+
+def test_missing_and_corrupt_files_are_named(tmp_path):
+    missing = tmp_path / "nope.weights.h5"
+    with pytest.raises(ValueError, match="does not exist.*nope.weights.h5"):
+        presets.load_weights(_model(), str(missing))
+    corrupt = tmp_path / "bad.weights.h5"
+    corrupt.write_bytes(b"not an h5 file")
+    with pytest.raises(ValueError, match="Could not load the weights file .*bad.weights.h5"):
+        presets.load_weights(_model(), str(corrupt))
+    with pytest.raises(ValueError, match="weights=3"):
+        presets.resolve_weights(3)
+
+
+def test_url_needs_a_hash_and_is_fetched_with_it(shipped, tmp_path, monkeypatch):
+    folder, model = shipped
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    url = pathlib.Path(folder / "tiny_demo.weights.h5").as_uri()
+    with pytest.raises(ValueError, match="file_hash"):
+        presets.resolve_weights(url)
+    digest = json.loads((folder / "tiny_demo.json").read_text())["sha256"]
+    loaded = presets.load_weights(_model(), url, file_hash=digest)
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(ValueError, match="Could not fetch the weights at .*tiny_demo2"):
+        presets.resolve_weights(url.replace("tiny_demo", "tiny_demo2"), file_hash="0" * 64)
+    (folder / "copy.weights.h5").write_bytes((folder / "tiny_demo.weights.h5").read_bytes())
+    with pytest.raises(ValueError, match="Could not fetch the weights at .*copy"):
+        presets.resolve_weights(url.replace("tiny_demo", "copy"), file_hash="0" * 64)

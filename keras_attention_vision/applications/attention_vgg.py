@@ -77,7 +77,9 @@ def _single(inputs):
 def _conv_bn_relu(x, filters, name):
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                             data_format="channels_last", name=name)(x)
-    x = keras.layers.BatchNormalization(axis=-1, name=f"{name}_bn")(x)
+    # momentum 0.9: Torch's default (0.1 in its convention), as the paper's Torch VGG;
+    # Keras's 0.99 leaves the moving statistics unwarmed after short trainings.
+    x = keras.layers.BatchNormalization(axis=-1, momentum=0.9, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -94,7 +96,7 @@ def AttentionVGG(include_top=True, weights=None, input_tensor=None, input_shape=
     """VGG-att2 / VGG-att3 of "Learn to Pay Attention" (Jetley et al., 2018).
 
     The backbone is VGG-16 (13 convolutions, each followed by batch
-    normalisation and ReLU) with its first two max-pools removed, so that at
+    normalisation (momentum 0.9) and ReLU) with its first two max-pools removed, so that at
     the paper's 32x32 input the attended layers keep a useful resolution:
     layer 7 (`block3_conv3`, 32x32), layer 10 (`block4_conv3`, 16x16) and
     layer 13 (`block5_conv3`, 8x8). After layer 13 a max-pool, two more

@@ -60,6 +60,7 @@ y.shape  # (2, 64, 4)
 """
 
 import keras
+import ml_dtypes
 from keras import ops
 
 from keras_attention_vision.layers.validation import check_rank
@@ -85,13 +86,32 @@ def flatten_positions(x):
     return ops.reshape(x, (shape[0], positions, x.shape[-1]))
 
 
-def pool_space(x, pool_size):
-    """Max-pools a channels-last map over its spatial axes (stride = pool size).
+def lowest_value(dtype):
+    """The lowest finite value of a float dtype (`-65504.0` for float16)."""
+    return float(ml_dtypes.finfo(keras.backend.standardize_dtype(dtype)).min)
+
+
+def pool_space(x, pool_size, mask=None):
+    """Max-pools a channels-last map over its spatial axes, in ceil mode.
+
+    The windows have stride = pool size and start at the first position; a
+    side that is not a multiple of the window ends with a partial window
+    (`"same"` padding at the end, never filled into the maximum). So a side
+    of `n` gives `ceil(n / p)` positions: a side of 1 gives 1, never 0, and
+    unknown (`None`) sizes work too.
 
     Args:
         x: `(batch, *spatial, channels)`.
         pool_size: one int per spatial axis, e.g. `(2, 2)` for images and
             `(1, 2, 2)` for video (time is not pooled).
+        mask: `None` or a boolean `(batch, *spatial)` tensor, True at real
+            positions. Padded positions then take no part in the maximum,
+            and a window without any real position gives 0.
+
+    Returns:
+        The pooled map `(batch, *pooled, channels)`; with a `mask`, the tuple
+        `(pooled, pooled_mask)`, where `pooled_mask` (boolean
+        `(batch, *pooled)`) is True where the window holds a real position.
     """
     pool_size = tuple(pool_size)
     dtype = keras.backend.standardize_dtype(x.dtype)
@@ -99,9 +119,19 @@ def pool_space(x, pool_size):
     upcast = len(pool_size) == 3 and dtype in ("float16", "bfloat16")
     if upcast:
         x = ops.cast(x, "float32")
-    x = ops.max_pool(x, pool_size=pool_size, strides=pool_size, padding="valid",
+    if mask is not None:
+        mask = ops.convert_to_tensor(mask, "bool")
+        x = ops.where(mask[..., None], x, ops.cast(lowest_value(x.dtype), x.dtype))
+    x = ops.max_pool(x, pool_size=pool_size, strides=pool_size, padding="same",
                      data_format="channels_last")
-    return ops.cast(x, dtype) if upcast else x
+    if mask is not None:
+        pooled_mask = ops.max_pool(ops.cast(mask[..., None], "float32"),
+                                   pool_size=pool_size, strides=pool_size,
+                                   padding="same", data_format="channels_last")
+        pooled_mask = pooled_mask[..., 0] > 0.5
+        x = ops.where(pooled_mask[..., None], x, ops.zeros((), x.dtype))
+    x = ops.cast(x, dtype) if upcast else x
+    return x if mask is None else (x, pooled_mask)
 
 
 def attention_logits(query, key, pairwise="dot", scale=1.0):
@@ -127,6 +157,10 @@ def attention_weights(logits, normalization="softmax", mask=None):
             the key counts. Masked keys get weight 0; a row with no key left
             is all zeros.
     """
+    if normalization == "softmax" and logits.shape[-1] == 1:
+        # One key (e.g. a 1x1 map): its weight is 1 (ops.softmax would warn).
+        ones = ops.ones_like(logits)
+        return ones if mask is None else ops.where(mask, ones, 0.0)
     if mask is None:
         if normalization == "softmax":
             return ops.softmax(logits, axis=-1)
@@ -289,15 +323,21 @@ SPACE_POOL_SIZES = {3: (2,), 4: (2, 2), 5: (1, 2, 2)}
 
 
 class NonLocalMixin:
-    """What the non-local family shares: keys, output shapes, scores shapes.
+    """What the non-local family shares: keys, masks, output and scores shapes.
 
     Mixed into a layer (before `keras.layers.Layer`) with the attributes
     `data_format`, `sub_sample` and `return_attention_scores`. Keys and values
-    are max-pooled over space only when `sub_sample` (`SPACE_POOL_SIZES`), then
-    flattened. The output has the input's shape, followed by the
-    `(batch, N_q, N_k)` weights when they are asked for (in the constructor
-    or, for `compute_output_spec`, in the call). `INPUT_RANKS` lists the input
-    ranks the layer accepts.
+    are max-pooled over space only when `sub_sample` (`SPACE_POOL_SIZES`), in
+    ceil mode (see `pool_space`: a side of `n` gives `ceil(n / 2)` keys, so a
+    side of 1 is kept, never pooled to nothing), then flattened. The output
+    has the input's shape, followed by the `(batch, N_q, N_k)` weights when
+    they are asked for (in the constructor or, for `compute_output_spec`, in
+    the call). `INPUT_RANKS` lists the input ranks the layer accepts.
+
+    Keras masks (`(batch, *spatial)`, True at real positions, e.g. from
+    `Embedding(mask_zero=True)`) remove the padded positions from the keys:
+    with `sub_sample`, the pooling only sees real positions and a window
+    without any is dropped. `compute_mask` passes the input mask on.
     """
 
     INPUT_RANKS = (3, 4, 5)
@@ -308,11 +348,39 @@ class NonLocalMixin:
             return (input_shape[0],) + input_shape[2:] + (input_shape[1],)
         return input_shape
 
-    def _keys(self, t):
-        """Flattens channels-last keys or values, pooled first with `sub_sample`."""
+    def _check_mask(self, inputs, mask):
+        """The boolean `(batch, *spatial)` mask, or `None`; refuses other shapes."""
+        if mask is None:
+            return None
+        mask = ops.convert_to_tensor(mask, "bool")
+        spatial = (tuple(inputs.shape[2:]) if self.data_format == "channels_first"
+                   else tuple(inputs.shape[1:-1]))
+        if len(mask.shape) != len(spatial) + 1 or any(
+                m is not None and s is not None and m != s
+                for m, s in zip(mask.shape[1:], spatial)):
+            raise ValueError(
+                f"{type(self).__name__} takes a mask of shape (batch, *spatial) = "
+                f"(batch, {', '.join(map(str, spatial))}), True at real positions. "
+                f"Received: mask.shape={tuple(mask.shape)}")
+        return mask
+
+    def _keys(self, t, mask=None):
+        """Flattens channels-last keys or values, pooled first with `sub_sample`.
+
+        Returns the flattened keys and, with a `(batch, *spatial)` mask, the
+        `(batch, 1, N_k)` key mask for `attend` (else `None`).
+        """
         if self.sub_sample:
-            t = pool_space(t, SPACE_POOL_SIZES[len(t.shape)])
-        return flatten_positions(t)
+            pool = SPACE_POOL_SIZES[len(t.shape)]
+            if mask is None:
+                t = pool_space(t, pool)
+            else:
+                t, mask = pool_space(t, pool, mask)
+        keys = flatten_positions(t)
+        if mask is None:
+            return keys, None
+        key_mask = ops.reshape(mask, (ops.shape(keys)[0], 1, -1))
+        return keys, key_mask
 
     def _scores_shape(self, input_shape):
         shape = self._channels_last_shape(input_shape)
@@ -323,8 +391,11 @@ class NonLocalMixin:
         pools = SPACE_POOL_SIZES[len(shape)] if self.sub_sample else (1,) * len(spatial)
         for d, p in zip(spatial, pools):
             num_queries *= d
-            num_keys *= d // p
+            num_keys *= -(-d // p)  # ceil mode: a side of 1 keeps its key
         return (shape[0], num_queries, num_keys)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
 
     def compute_output_shape(self, input_shape):
         check_rank(self, input_shape, self.INPUT_RANKS)
@@ -332,7 +403,8 @@ class NonLocalMixin:
             return tuple(input_shape), self._scores_shape(input_shape)
         return tuple(input_shape)
 
-    def compute_output_spec(self, inputs, training=None, return_attention_scores=None):
+    def compute_output_spec(self, inputs, mask=None, training=None,
+                            return_attention_scores=None):
         if return_attention_scores is None:
             return_attention_scores = self.return_attention_scores
         output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)

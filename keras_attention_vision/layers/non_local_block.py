@@ -51,7 +51,10 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
             input channels (at least 1).
         sub_sample: max-pool `phi` and `g` (the keys and values) over space
             only, 2 for 1D, 2x2 for images, 1x2x2 for video; the queries keep
-            the full resolution. Defaults to `False`.
+            the full resolution. The pooling is in ceil mode: a side of `n`
+            gives `ceil(n / 2)` keys (an odd side's last window holds one
+            position), so a side of 1 keeps its key and `None` sizes work.
+            Defaults to `False`.
         use_bn: batch normalisation after `W_z` with gamma initialised to zero
             (the paper's choice). With `False`, `W_z` is zero-initialised.
             Defaults to `True`.
@@ -73,6 +76,14 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
 
     Call arguments:
         inputs: a rank 3, 4 or 5 tensor.
+        mask: optional boolean `(batch, *spatial)` tensor, True at real
+            positions (Keras passes it from e.g. `Embedding(mask_zero=True)`).
+            Padded positions are no keys: the softmax and the `N` of the
+            dot-product and concatenation forms count real keys only, and
+            with `sub_sample` the pooling sees real positions only (a window
+            of padding alone is dropped). Real positions' outputs therefore
+            do not depend on appended padding. The mask is passed on to the
+            next layer, and to the batch normalisation.
         training: passed to the batch normalisation.
         return_attention_scores: overrides the constructor value for this call.
 
@@ -80,7 +91,8 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
         A tensor of the input's shape; with `return_attention_scores`, also the
         `(batch, N_q, N_k)` affinity weights over the flattened positions
         (row `i` is the weight of every key position for query position `i`;
-        `N_k` is the pooled count when `sub_sample=True`).
+        `N_k` is the pooled count, `prod(ceil(side / pool))`, when
+        `sub_sample=True`; masked keys have weight 0).
 
     Example:
 
@@ -89,6 +101,9 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
     y = NonLocalBlock(sub_sample=True)(x)
     video = keras.Input((8, 14, 14, 256))
     z = NonLocalBlock(mode="dot_product")(video)
+    tokens = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(1000, 32, mask_zero=True)(tokens)
+    s = NonLocalBlock(sub_sample=True)(embedded)  # padding is no key
     ```
     """
 
@@ -113,7 +128,7 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
         self.data_format = standardize_data_format(data_format)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.supports_masking = False
+        self.supports_masking = True
 
     def get_config(self):
         config = super().get_config()
@@ -177,9 +192,10 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
             return float(key_channels) ** -0.5
         return 1.0
 
-    def call(self, inputs, training=None, return_attention_scores=None):
+    def call(self, inputs, mask=None, training=None, return_attention_scores=None):
         if return_attention_scores is None:
             return_attention_scores = self.return_attention_scores
+        mask = self._check_mask(inputs, mask)
         x = inputs
         if self.data_format == "channels_first":
             x = ops.moveaxis(x, 1, -1)
@@ -187,8 +203,8 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
             query, key = x, x
         else:
             query, key = self.theta(x), self.phi(x)
-        value = self._keys(self.g(x))
-        key = self._keys(key)
+        value, _ = self._keys(self.g(x), mask)
+        key, key_mask = self._keys(key, mask)
         query_flat = attention_core.flatten_positions(query)
         pairwise, normalization = "dot", "softmax"
         if self.mode in ("dot_product", "concatenation"):
@@ -201,17 +217,17 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
         y, scores = attention_core.attend(
             query_flat, key, value, pairwise=pairwise, normalization=normalization,
             scale=self._scale(query.shape[-1]), query_chunk_size=self.query_chunk_size,
-            return_scores=return_attention_scores,
+            return_scores=return_attention_scores, mask=key_mask,
         )
         y = ops.cast(y, self.compute_dtype)
         y = ops.reshape(y, ops.shape(query)[:-1] + (self.inner,))
         y = self.w_z(y)
         if self.use_bn:
-            y = self.bn(y, training=training)
+            # Padded positions take no part in the batch statistics either.
+            y = self.bn(y, training=training, mask=mask)
         z = ops.cast(y, x.dtype) + x
         if self.data_format == "channels_first":
             z = ops.moveaxis(z, -1, 1)
         if return_attention_scores:
             return z, ops.cast(scores, self.compute_dtype)
         return z
-

@@ -31,7 +31,9 @@ class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
         query_channels: channels of the query and key; defaults to `C // 8`
             (at least 1).
         value_channels: channels of the value; defaults to `C // 2` (at least 1).
-        sub_sample: max-pool key and value 2x2. Defaults to `True`.
+        sub_sample: max-pool key and value 2x2, in ceil mode (a side of `n`
+            gives `ceil(n / 2)` positions, so a side of 1 keeps its key and
+            `None` sizes work). Defaults to `True`.
         use_spectral_norm: wrap the four 1x1 convolutions in
             `keras.layers.SpectralNormalization`, as SAGAN does in both
             networks. Defaults to `False`.
@@ -46,13 +48,17 @@ class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
 
     Call arguments:
         inputs: a `(batch, H, W, C)` tensor (`(batch, C, H, W)` channels first).
+        mask: optional boolean `(batch, H, W)` tensor, True at real pixels:
+            the others are no keys (pooled over real pixels only), so real
+            pixels' outputs do not depend on padding. Passed on as the
+            output's mask.
         training: passed to the spectral normalisation (power iteration).
         return_attention_scores: overrides the constructor value for this call.
 
     Returns:
         A tensor of the input's shape; with `return_attention_scores`, also the
-        `(batch, H * W, N_k)` attention weights (`N_k = (H // 2) * (W // 2)`
-        with sub-sampling).
+        `(batch, H * W, N_k)` attention weights (`N_k = ceil(H / 2) *
+        ceil(W / 2)` with sub-sampling).
 
     Example:
 
@@ -84,6 +90,7 @@ class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
         self.return_attention_scores = return_attention_scores
         self.data_format = standardize_data_format(data_format)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True
 
     def get_config(self):
         config = super().get_config()
@@ -124,20 +131,21 @@ class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
         self.gamma = self.add_weight(name="gamma", shape=(), initializer="zeros")
         self.built = True
 
-    def call(self, inputs, training=None, return_attention_scores=None):
+    def call(self, inputs, mask=None, training=None, return_attention_scores=None):
         if return_attention_scores is None:
             return_attention_scores = self.return_attention_scores
+        mask = self._check_mask(inputs, mask)
         x = inputs
         if self.data_format == "channels_first":
             x = ops.moveaxis(x, 1, -1)
         sn = {"training": training} if self.use_spectral_norm else {}
         query = self.query_conv(x, **sn)
-        key = self._keys(self.key_conv(x, **sn))
-        value = self._keys(self.value_conv(x, **sn))
+        key, key_mask = self._keys(self.key_conv(x, **sn), mask)
+        value, _ = self._keys(self.value_conv(x, **sn), mask)
         o, scores = attention_core.attend(
             attention_core.flatten_positions(query), key, value, scale=1.0,
             query_chunk_size=self.query_chunk_size,
-            return_scores=return_attention_scores,
+            return_scores=return_attention_scores, mask=key_mask,
         )
         o = ops.cast(o, self.compute_dtype)
         o = ops.reshape(o, ops.shape(query)[:-1] + (self.v_dim,))
@@ -148,4 +156,3 @@ class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
         if return_attention_scores:
             return z, ops.cast(scores, self.compute_dtype)
         return z
-

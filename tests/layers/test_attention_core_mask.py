@@ -66,3 +66,23 @@ def test_mask_of_wrong_rank_is_refused():
     q = np.zeros((1, 2, 2), "float32")
     with pytest.raises(ValueError, match=r"mask.shape=\(2, 2\)"):
         attention_core.attend(q, q, q, mask=np.ones((2, 2), bool))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3), (2, 1, 3), (2, 3, 5, 3), (1, 1, 1, 3),
+                                   (1, 2, 3, 1, 3)])
+def test_masked_ceil_pooling_matches_reference(shape):
+    """Ceil-mode pooling over real positions only; all-padding windows give 0."""
+    from tests.layers.non_local_reference import max_pool_space
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=shape).astype("float32") - 5.0  # negative: padding must not win
+    mask = rng.uniform(size=shape[:-1]) < 0.6
+    mask.reshape(shape[0], -1)[:, 0] = True
+    pool = attention_core.SPACE_POOL_SIZES[len(shape)]
+    expected, expected_mask = max_pool_space(x, pool, mask)
+    pooled, pooled_mask = attention_core.pool_space(x, pool, mask)
+    np.testing.assert_allclose(to_numpy(pooled), expected, rtol=1e-6)
+    np.testing.assert_array_equal(to_numpy(pooled_mask), expected_mask)
+    unmasked, _ = max_pool_space(x, pool)
+    np.testing.assert_allclose(to_numpy(attention_core.pool_space(x, pool)), unmasked,
+                               rtol=1e-6)

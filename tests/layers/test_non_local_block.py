@@ -1,5 +1,7 @@
 """Tests of NonLocalBlock against the paper's equation written in NumPy."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -37,19 +39,72 @@ def _input(shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
+# Maps with a side of 1 (and odd sides): pooled in ceil mode, never to zero keys.
+SIDE_ONE_SHAPES = ((2, 1, 4), (2, 1, 5, 4), (1, 3, 1, 4), (1, 1, 1, 4),
+                   (1, 2, 1, 3, 4), (1, 1, 1, 1, 4))
+
+
 class NonLocalBlockTest(testing.TestCase):
-    def _check_reference(self, mode, rank, sub_sample, use_bn=True, use_scale=True):
-        x = _input(SHAPES[rank])
+    def _check_reference(self, mode, rank, sub_sample, use_bn=True, use_scale=True,
+                         x=None, mask=None, **kwargs):
+        x = _input(SHAPES[rank]) if x is None else x
         layer = NonLocalBlock(mode=mode, sub_sample=sub_sample, use_bn=use_bn,
-                              use_scale=use_scale)
+                              use_scale=use_scale, **kwargs)
         layer(x)
         testing.perturb_weights(layer)
-        out, scores = layer(x, training=False, return_attention_scores=True)
+        masked = {} if mask is None else {"mask": mask}
+        out, scores = layer(x, training=False, return_attention_scores=True, **masked)
         expected, expected_scores = ref.non_local(x, layer_weights(layer), mode,
-                                                  sub_sample, use_scale, use_bn)
-        self.assertAllClose(out, expected, atol=2e-5, rtol=2e-5,
-                            msg=f"{mode} rank {rank} sub_sample={sub_sample}")
-        self.assertAllClose(scores, expected_scores, atol=2e-6, rtol=2e-5)
+                                                  sub_sample, use_scale, use_bn,
+                                                  mask=mask)
+        msg = f"{mode} shape {x.shape} sub_sample={sub_sample}"
+        self.assertAllClose(out, expected, atol=2e-5, rtol=2e-5, msg=msg)
+        self.assertAllClose(scores, expected_scores, atol=2e-6, rtol=2e-5, msg=msg)
+
+    def test_side_one_maps_match_numpy(self):
+        # Before: 0 keys, so TF and JAX returned x + bias and torch raised.
+        for shape in SIDE_ONE_SHAPES:
+            for mode in MODES:
+                with self.subTest(shape=shape, mode=mode):
+                    self._check_reference(mode, None, True, x=_input(shape))
+
+    def test_unknown_spatial_sizes(self):
+        inputs = keras.Input((None, None, 4))
+        layer = NonLocalBlock(mode="dot_product", sub_sample=True)
+        out, scores = layer(inputs, return_attention_scores=True)
+        self.assertEqual(tuple(scores.shape), (None, None, None))
+        model = keras.Model(inputs, out)
+        testing.perturb_weights(layer)
+        for shape in ((2, 1, 3, 4), (1, 3, 5, 4)):
+            x = _input(shape)
+            expected, _ = ref.non_local(x, layer_weights(layer), "dot_product", True,
+                                        True, True)
+            self.assertAllClose(model.predict(x, verbose=0), expected, atol=2e-5,
+                                rtol=2e-5, msg=str(shape))
+
+    def test_mask_matches_numpy(self):
+        # A (batch, H, W) mask: the False positions are no keys, pooled or not.
+        mask = np.ones((2, 4, 5), bool)
+        mask[0, 3:] = False
+        mask[1, :, 2:] = False
+        mask[1, 0, 0] = False
+        for mode in MODES:
+            for sub_sample in (False, True):
+                with self.subTest(mode=mode, sub_sample=sub_sample):
+                    self._check_reference(mode, 2, sub_sample, mask=mask,
+                                          query_chunk_size=7)
+        video_mask = np.ones((1, 2, 4, 4), bool)
+        video_mask[0, 1, 1:] = False
+        self._check_reference("concatenation", 3, True, mask=video_mask)
+
+    def test_channels_first_with_mask(self):
+        mask = np.ones((2, 4, 5), bool)
+        mask[:, 3:] = False
+        self.assert_channels_first_matches_last(
+            NonLocalBlock, {"sub_sample": True}, _input(SHAPES[2]),
+            call_kwargs={"mask": mask})
+        with self.assertRaisesRegex(ValueError, r"Received: mask.shape=\(2, 4\)"):
+            NonLocalBlock()(_input(SHAPES[2]), mask=mask[:, :, 0])
 
     def test_each_mode_matches_numpy_2d(self):
         for mode in MODES:
@@ -126,7 +181,7 @@ class NonLocalBlockTest(testing.TestCase):
             out, scores = layer(_input(shape), return_attention_scores=True)
             positions = int(np.prod(shape[1:-1]))
             pool = {1: (2,), 2: (2, 2), 3: (1, 2, 2)}[rank]
-            pooled = int(np.prod([s // p for s, p in zip(shape[1:-1], pool)]))
+            pooled = int(np.prod([-(-s // p) for s, p in zip(shape[1:-1], pool)]))  # ceil
             self.assertEqual(tuple(out.shape), shape)
             self.assertEqual(tuple(scores.shape), (shape[0], positions, pooled))
             self.assertEqual(tuple(layer.g.kernel.shape), (shape[-1], 3))
@@ -171,6 +226,30 @@ class NonLocalBlockTest(testing.TestCase):
             NonLocalBlock(query_chunk_size=-1)
         with self.assertRaisesRegex(ValueError, "Received: data_format='nhwc'"):
             NonLocalBlock(data_format="nhwc")
+
+
+@pytest.mark.parametrize("sub_sample", [False, True])
+@pytest.mark.parametrize("mode", MODES)
+def test_padding_tokens_do_not_change_real_tokens(mode, sub_sample):
+    """Embedding(mask_zero=True) -> NonLocalBlock: padded keys are removed."""
+    rng = np.random.default_rng(0)
+    lengths = (5, 2, 8)
+    tokens = np.zeros((3, 8), "int32")
+    for b, n in enumerate(lengths):
+        tokens[b, :n] = rng.integers(1, 20, n)
+    inputs = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(20, 6, mask_zero=True)(inputs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outputs = NonLocalBlock(mode=mode, sub_sample=sub_sample)(embedded)
+    assert not [w for w in caught if "mask" in str(w.message).lower()]
+    model = keras.Model(inputs, outputs)
+    testing.perturb_weights(model)
+    padded = testing.to_numpy(model(tokens, training=False))
+    for b, n in enumerate(lengths):
+        alone = testing.to_numpy(model(tokens[b:b + 1, :n], training=False))
+        np.testing.assert_allclose(padded[b, :n], alone[0], atol=2e-5, rtol=2e-5,
+                                   err_msg=f"row {b}, {n} real tokens")
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -6,10 +6,17 @@ with a plain `fit(images)` on TensorFlow, JAX and PyTorch (see `SAGAN`).
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
+from keras_attention_vision.losses import weighted_mean
+from keras_attention_vision.saving import SeedStateMixin
+
+# Both networks are channels-last inside, whatever
+# `keras.config.image_data_format()` says: every layer with a format is pinned.
+_FORMAT = "channels_last"
 
 
 def _sn(layer):
@@ -33,10 +40,12 @@ def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
     Every dense and convolution layer is spectrally normalised; batch
     normalisation and ReLU precede each upsampling block, and the
     self-attention block (with spectral normalisation) works on the H/2 maps.
+    The network is channels-last inside and outputs `(batch, H, W, C)` images
+    whatever the global `keras.config.image_data_format()` is.
 
     Args:
         latent_dim: size of the latent vector `z`.
-        image_shape: `(H, W, C)`, H and W multiples of 4.
+        image_shape: `(H, W, C)` (channels last), H and W multiples of 4.
         base_channels: width of the last block (the first has 4x).
         name: the model name.
 
@@ -57,15 +66,18 @@ def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
                                name="project"))(z)
     x = keras.layers.Reshape((h // 4, w // 4, 4 * base_channels))(x)
     for i, width in enumerate((2 * base_channels, base_channels)):
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.BatchNormalization(axis=-1, name=f"bn{i}")(x)
         x = keras.layers.ReLU()(x)
-        x = keras.layers.UpSampling2D(name=f"up{i}")(x)
-        x = _sn(keras.layers.Conv2D(width, 3, padding="same", name=f"conv{i}"))(x)
+        x = keras.layers.UpSampling2D(data_format=_FORMAT, name=f"up{i}")(x)
+        x = _sn(keras.layers.Conv2D(width, 3, padding="same", data_format=_FORMAT,
+                                    name=f"conv{i}"))(x)
         if i == 0:
-            x = SelfAttention2D(use_spectral_norm=True, name="self_attention")(x)
-    x = keras.layers.BatchNormalization(name="bn_out")(x)
+            x = SelfAttention2D(use_spectral_norm=True, data_format=_FORMAT,
+                                name="self_attention")(x)
+    x = keras.layers.BatchNormalization(axis=-1, name="bn_out")(x)
     x = keras.layers.ReLU()(x)
-    x = _sn(keras.layers.Conv2D(c, 3, padding="same", name="to_image"))(x)
+    x = _sn(keras.layers.Conv2D(c, 3, padding="same", data_format=_FORMAT,
+                                name="to_image"))(x)
     x = keras.layers.Activation("tanh", dtype="float32")(x)
     return keras.Model(z, x, name=name)
 
@@ -75,8 +87,11 @@ def SAGANDiscriminator(image_shape=(28, 28, 1), base_channels=32,
                        name="sagan_discriminator"):
     """The SAGAN discriminator: H -> H/2 (self-attention) -> H/4 -> a score.
 
+    The network is channels-last inside (its inputs are `(batch, H, W, C)`)
+    whatever the global `keras.config.image_data_format()` is.
+
     Args:
-        image_shape: `(H, W, C)`, H and W multiples of 4.
+        image_shape: `(H, W, C)` (channels last), H and W multiples of 4.
         base_channels: width of the first block.
         name: the model name.
 
@@ -93,33 +108,61 @@ def SAGANDiscriminator(image_shape=(28, 28, 1), base_channels=32,
     image_shape = _check_image_shape(image_shape)
     images = keras.Input(image_shape, name="images")
     x = _sn(keras.layers.Conv2D(base_channels, 3, strides=2, padding="same",
-                                name="conv0"))(images)
+                                data_format=_FORMAT, name="conv0"))(images)
     x = keras.layers.LeakyReLU(0.1)(x)
-    x = SelfAttention2D(use_spectral_norm=True, name="self_attention")(x)
+    x = SelfAttention2D(use_spectral_norm=True, data_format=_FORMAT,
+                        name="self_attention")(x)
     x = _sn(keras.layers.Conv2D(2 * base_channels, 3, strides=2, padding="same",
-                                name="conv1"))(x)
+                                data_format=_FORMAT, name="conv1"))(x)
     x = keras.layers.LeakyReLU(0.1)(x)
-    x = _sn(keras.layers.Conv2D(4 * base_channels, 3, padding="same", name="conv2"))(x)
+    x = _sn(keras.layers.Conv2D(4 * base_channels, 3, padding="same",
+                                data_format=_FORMAT, name="conv2"))(x)
     x = keras.layers.LeakyReLU(0.1)(x)
-    x = keras.layers.Flatten()(x)
+    x = keras.layers.Flatten(data_format=_FORMAT)(x)
     x = _sn(keras.layers.Dense(1, name="score"))(x)
     x = keras.layers.Activation("linear", dtype="float32")(x)
     return keras.Model(images, x, name=name)
 
 
-def hinge_discriminator_loss(real_scores, fake_scores):
-    """`mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))`."""
-    return (ops.mean(ops.relu(1.0 - real_scores))
-            + ops.mean(ops.relu(1.0 + fake_scores)))
+def _per_example(scores):
+    return ops.reshape(ops.cast(scores, "float32"), (-1,))
 
 
-def hinge_generator_loss(fake_scores):
-    """`-mean(D(G(z)))`."""
-    return -ops.mean(fake_scores)
+def hinge_discriminator_loss(real_scores, fake_scores, sample_weight=None):
+    """`mean(relu(1 - D(x))) + mean(relu(1 + D(G(z))))`.
+
+    Args:
+        real_scores: `(batch,)` or `(batch, 1)` scores of real images.
+        fake_scores: the scores of as many generated images.
+        sample_weight: `None` or per-example weights broadcastable to
+            `(batch,)`. Each mean becomes `sum(loss * w) / batch` (Keras's
+            default reduction); fake example `i` takes the weight of row `i`.
+
+    Returns:
+        A float32 scalar.
+    """
+    return (weighted_mean(ops.relu(1.0 - _per_example(real_scores)), sample_weight)
+            + weighted_mean(ops.relu(1.0 + _per_example(fake_scores)), sample_weight))
+
+
+def hinge_generator_loss(fake_scores, sample_weight=None):
+    """`-mean(D(G(z)))`, weighted like `hinge_discriminator_loss`."""
+    return -weighted_mean(_per_example(fake_scores), sample_weight)
+
+
+def _placeholder_targets(y, sample_weight):
+    """Targets that carry `sample_weight` through Keras's data adapters.
+
+    `keras.Model.fit(x, sample_weight=w)` without `y` silently drops `w`
+    (`pack_x_y_sample_weight` returns `x` alone); the GAN reads no targets.
+    """
+    if y is not None or sample_weight is None:
+        return y
+    return np.zeros((np.shape(sample_weight)[0],), "float32")
 
 
 @kav_export("keras_attention_vision.applications.SAGAN")
-class SAGAN(keras.Model):
+class SAGAN(SeedStateMixin, keras.Model):
     """A generator and a discriminator trained with the hinge loss by `fit`.
 
     `fit(images)` (images in `[-1, 1]`, no labels) performs, per batch, one
@@ -141,6 +184,20 @@ class SAGAN(keras.Model):
 
     Calling the model scores images with the discriminator; `generate(n)`
     samples images.
+
+    Sample weights (`fit(images, sample_weight=w)`, weighted `evaluate`)
+    weight every per-example term as Keras's losses do by default,
+    `sum(loss * w) / batch_size`. The step draws one latent vector per batch
+    row, so the fake terms are per generated example paired with a row: the
+    `i`-th generated image's terms take row `i`'s weight (a row of weight 0
+    removes its real image and its generated partner). Keras's array
+    adapters drop `sample_weight` when there are no targets, so `fit` and
+    `evaluate` give array weights placeholder targets (zeros, never read);
+    a dataset must yield `(images, anything, weights)`.
+
+    The state of the latent sampler is saved in `.keras` files, so training
+    resumed after `keras.saving.load_model` draws the latent vectors that
+    uninterrupted training would have drawn.
 
     Args:
         generator: a model from `(batch, latent_dim)` to images, e.g.
@@ -187,6 +244,14 @@ class SAGAN(keras.Model):
     def build(self, input_shape):
         self.built = True
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        y = _placeholder_targets(y, kwargs.get("sample_weight"))
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        y = _placeholder_targets(y, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, *args, **kwargs)
+
     def call(self, images, training=None):
         return self.discriminator(images, training=training)
 
@@ -202,14 +267,13 @@ class SAGAN(keras.Model):
         # (the discriminator has no other training-dependent layer), which
         # PyTorch's autograd would reject.
         fake_scores_d = self.discriminator(ops.stop_gradient(fake), training=False)
-        d_loss = hinge_discriminator_loss(ops.cast(real_scores, "float32"),
-                                          ops.cast(fake_scores_d, "float32"))
+        d_loss = hinge_discriminator_loss(real_scores, fake_scores_d, sample_weight)
         frozen = [ops.stop_gradient(v.value) for v in
                   self.discriminator.trainable_variables]
         static = [v.value for v in self.discriminator.non_trainable_variables]
         fake_scores_g, _ = self.discriminator.stateless_call(frozen, static, fake,
                                                              training=False)
-        g_loss = hinge_generator_loss(ops.cast(fake_scores_g, "float32"))
+        g_loss = hinge_generator_loss(fake_scores_g, sample_weight)
         return d_loss + g_loss
 
     def generate(self, num_images, seed=None):

@@ -1,5 +1,8 @@
 """Tests of the SAGAN application: architecture, hinge loss, training with fit."""
 
+import os
+import tempfile
+
 import keras
 import numpy as np
 from keras import ops
@@ -15,6 +18,26 @@ from tests import testing
 
 def _numpy(weights):
     return [np.array(ops.convert_to_numpy(w)) for w in weights]
+
+
+def _small_gan(seed=0):
+    generator = SAGANGenerator(latent_dim=8, image_shape=(8, 8, 1), base_channels=4)
+    discriminator = SAGANDiscriminator(image_shape=(8, 8, 1), base_channels=4)
+    return SAGAN(generator, discriminator, seed=seed)
+
+
+def _images(n=8, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 8, 8, 1)).astype("float32")
+
+
+def _numpy_hinge_loss(real, fake, weights):
+    """The paper's hinge losses, each mean weighted as sum(loss * w) / batch."""
+    real, fake = np.ravel(real).astype("float64"), np.ravel(fake).astype("float64")
+    w, n = np.ravel(weights).astype("float64"), len(real)
+    d_loss = (np.sum(np.maximum(0.0, 1.0 - real) * w)
+              + np.sum(np.maximum(0.0, 1.0 + fake) * w)) / n
+    g_loss = -np.sum(fake * w) / n
+    return d_loss + g_loss
 
 
 class SAGANTest(testing.TestCase):
@@ -55,9 +78,100 @@ class SAGANTest(testing.TestCase):
         self.assertTrue(np.isfinite(history.history["loss"][0]))
         g_after = _numpy(generator.trainable_weights)
         d_after = _numpy(discriminator.trainable_weights)
-        # Every generator weight moves; the discriminator's too, except its
-        # final bias, whose hinge gradient is -1 + 1 = 0 while |scores| < 1.
-        self.assertTrue(all(not np.array_equal(a, b) for a, b in zip(g_before, g_after)))
-        changed = [not np.array_equal(a, b) for a, b in zip(d_before, d_after)]
-        self.assertGreaterEqual(sum(changed), len(changed) - 1)
+
+        def moved(model, before, after):
+            return {w.path: not np.array_equal(a, b)
+                    for w, a, b in zip(model.trainable_weights, before, after)}
+
+        # Every weight moves except those with an exactly zero gradient: the
+        # attention's key bias (it adds q . b_k to every logit of a row, which
+        # the softmax cancels; on torch's exact kernels it stays put) and the
+        # discriminator's final bias (hinge gradient -1 + 1 = 0 while
+        # |scores| < 1).
+        for model, before, after in ((generator, g_before, g_after),
+                                     (discriminator, d_before, d_after)):
+            still = [p for p, m in moved(model, before, after).items() if not m]
+            allowed = [p for p in still if p.endswith("key/bias") or "score" in p]
+            self.assertEqual(still, allowed, f"{model.name}: {still} did not move")
         self.assertEqual(gan.generate(2, seed=1).shape, (2, 8, 8, 1))
+
+    def test_channels_last_inside_under_global_channels_first(self):
+        def build():
+            return (SAGANGenerator(latent_dim=8, image_shape=(8, 12, 1), base_channels=8),
+                    SAGANDiscriminator(image_shape=(8, 12, 1), base_channels=8))
+
+        generator, discriminator = build()
+        testing.perturb_weights(generator)
+        testing.perturb_weights(discriminator)
+        previous = keras.config.image_data_format()
+        keras.config.set_image_data_format("channels_first")
+        try:
+            generator_cf, discriminator_cf = build()
+        finally:
+            keras.config.set_image_data_format(previous)
+        generator_cf.set_weights(generator.get_weights())
+        discriminator_cf.set_weights(discriminator.get_weights())
+        self.assertEqual(tuple(generator_cf.outputs[0].shape), (None, 8, 12, 1))
+        z = np.random.default_rng(0).normal(size=(3, 8)).astype("float32")
+        images = testing.to_numpy(generator(z, training=False))
+        self.assertAllClose(generator_cf(z, training=False), images, atol=1e-5)
+        self.assertAllClose(discriminator_cf(images, training=False),
+                            discriminator(images, training=False), atol=1e-5)
+
+    def test_sample_weights_match_numpy(self):
+        gan = _small_gan()
+        images = _images(4)
+        gan(images)
+        testing.perturb_weights(gan.discriminator)
+        weights = np.array([1.0, 0.0, 2.0, 0.5], "float32")
+        state = ops.convert_to_numpy(gan.seed_generator.state).copy()
+        losses = {}
+        for key, w in (("vector", weights), ("column", weights[:, None]),
+                       ("none", None)):
+            gan.seed_generator.state.assign(state)
+            loss = gan.compute_loss(x=images, sample_weight=w, training=False)
+            losses[key] = testing.to_numpy(loss)
+        gan.seed_generator.state.assign(state)
+        gan.compile(optimizer="adam")
+        evaluated = gan.evaluate(images, sample_weight=weights, batch_size=4, verbose=0)
+        # The latent vectors the loss drew, drawn again from the same state.
+        gan.seed_generator.state.assign(state)
+        z = keras.random.normal((4, 8), seed=gan.seed_generator)
+        fake = gan.generator(z, training=False)
+        real_scores = testing.to_numpy(gan.discriminator(images, training=False))
+        fake_scores = testing.to_numpy(gan.discriminator(fake, training=False))
+        expected = _numpy_hinge_loss(real_scores, fake_scores, weights)
+        self.assertAllClose(losses["vector"], expected, atol=1e-5, rtol=1e-5)
+        self.assertAllClose(losses["column"], expected, atol=1e-5, rtol=1e-5)
+        self.assertAllClose(evaluated, expected, atol=1e-5, rtol=1e-5)
+        self.assertAllClose(losses["none"],
+                            _numpy_hinge_loss(real_scores, fake_scores, np.ones(4)),
+                            atol=1e-5, rtol=1e-5)
+        self.assertAllClose(hinge_generator_loss(fake_scores, weights),
+                            -np.sum(np.ravel(fake_scores) * weights) / 4, atol=1e-6)
+
+    def test_training_resumes_identically_after_save_and_load(self):
+        gan = _small_gan(seed=3)
+        gan.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.0, beta_2=0.9))
+        images = _images(8)
+        gan.fit(images, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "sagan.keras")
+            gan.save(path)
+            loaded = keras.saving.load_model(path)
+        # Every variable comes back: the latent sampler's state, the batch
+        # norms' moving statistics and the spectral norms' u vectors included.
+        np.testing.assert_array_equal(ops.convert_to_numpy(loaded.seed_generator.state),
+                                      ops.convert_to_numpy(gan.seed_generator.state))
+        for model, other in ((gan.generator, loaded.generator),
+                             (gan.discriminator, loaded.discriminator)):
+            names = [v.path for v in model.non_trainable_weights]
+            self.assertTrue(any("moving_mean" in n for n in names)
+                            or model is gan.discriminator)
+            self.assertTrue(any("vector_u" in n for n in names), names)
+            for a, b in zip(_numpy(model.weights), _numpy(other.weights)):
+                np.testing.assert_array_equal(a, b)
+        for model in (gan, loaded):
+            model.fit(images[:4], batch_size=4, epochs=1, verbose=0, shuffle=False)
+        for a, b in zip(_numpy(gan.weights), _numpy(loaded.weights)):
+            np.testing.assert_allclose(b, a, atol=1e-6, rtol=1e-6)

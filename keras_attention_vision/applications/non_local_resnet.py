@@ -4,6 +4,8 @@ Also `insert_non_local_blocks`, which adds blocks after named layers of any
 functional model, keeping its weights.
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -41,8 +43,12 @@ def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None
         block_factory: optional callable `layer_name -> keras.layers.Layer`
             making the block (e.g. a `SelfAttention2D`, or a block wrapping
             frames as video).
-        input_tensors: optional `keras.Input`(s) to build the copy on (as in
-            `keras.models.clone_model`).
+        input_tensors: optional tensor(s) to build the copy on (as in
+            `keras.models.clone_model`): `keras.Input`s, or tensors computed
+            from them (e.g. by a preprocessing layer). In the latter case the
+            copy's inputs are the `keras.Input`s they come from and the layers
+            in between are part of the copy (`keras.applications` does the
+            same with `input_tensor`).
         share_layers: reuse the model's layer objects instead of copies (no
             new weights are created, which is faster for large models; the two
             models then share their weights).
@@ -71,10 +77,15 @@ def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None
         def block_factory(name):
             return NonLocalBlock(**block_kwargs, name=f"{name}_nonlocal")
 
+    output_layers = [t._keras_history.operation.name for t in model.outputs]
+    produced = {}
+
     def call_function(layer, *args, **kwargs):
         out = layer(*args, **kwargs)
         if layer.name in after:
             out = block_factory(layer.name)(out)
+        if layer.name in output_layers:
+            produced[layer.name] = out
         return out
 
     def clone_function(layer):
@@ -85,6 +96,19 @@ def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None
     new = keras.models.clone_model(model, input_tensors=input_tensors,
                                    clone_function=clone_function,
                                    call_function=call_function)
+    if input_tensors is not None:
+        flat = keras.tree.flatten(input_tensors)
+        sources = []
+        for tensor in flat:
+            sources += [x for x in keras.utils.get_source_inputs(tensor)
+                        if all(x is not y for y in sources)]
+        if len(sources) != len(flat) or any(a is not b for a, b in zip(sources, flat)):
+            # clone_model would cut the graph at the given tensors (the new
+            # model gets fresh Inputs in their place); keep what leads to them.
+            outputs = [produced[name] for name in output_layers]
+            new = keras.Model(sources[0] if len(sources) == 1 else sources,
+                              outputs[0] if len(outputs) == 1 else outputs,
+                              name=model.name)
     if not share_layers:
         for layer in model.layers:
             if layer.weights:
@@ -189,6 +213,17 @@ class FrameNonLocalBlock(NonLocalBlock):
         return super()._scores_shape(self._video_shape(input_shape))
 
 
+@contextlib.contextmanager
+def _image_data_format(data_format):
+    """Sets the global image data format for the block, restoring it after."""
+    previous = keras.config.image_data_format()
+    keras.config.set_image_data_format(data_format)
+    try:
+        yield
+    finally:
+        keras.config.set_image_data_format(previous)
+
+
 def _placement(nonlocal_stages):
     if isinstance(nonlocal_stages, int) and not isinstance(nonlocal_stages, bool):
         if nonlocal_stages not in PAPER_PLACEMENTS:
@@ -224,12 +259,35 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
     are 3D, over the `T x H x W` positions of each clip; pooling is over
     space and time.
 
+    Deviation from the paper's C2D (its Table 1): there, conv1 and pool1
+    have a temporal stride of 2 and a `3x1x1` pool2 halves time again, so a
+    32-frame clip has 4 frames from res3 on. Here every frame goes through
+    the unmodified `keras.applications.ResNet50` (which has no time axis, so
+    its ImageNet weights load as they are) and the time axis keeps all `T`
+    frames up to the final pooling. The non-local blocks therefore attend
+    over `T x H x W` positions, 8 times more than the paper's for the same
+    clip; give the model the paper's 4 (or 8) frames (e.g. every 8th frame
+    of a 32-frame clip) to match its res3/res4 sizes and cost.
+
+    The model is channels-last inside and takes channels-last inputs
+    (`(batch, H, W, C)` or `(batch, T, H, W, C)`) whatever the global
+    `keras.config.image_data_format()` is: the backbone is built with the
+    format set to `"channels_last"` for the time of the call.
+
+    Sub-sampled blocks pool in ceil mode, so small maps work too: at 16 px
+    inputs res4 is 1x1 and its blocks attend to that one key.
+
     Args:
         include_top: add global average pooling and the classifier.
         weights: `None` or the path of a weights file of this model. (For
             ImageNet, use `backbone_weights="imagenet"`.)
-        input_tensor: optional `keras.Input` to build the model on.
-        input_shape: `(H, W, 3)` (default `(224, 224, 3)`) or `(T, H, W, 3)`.
+        input_tensor: optional tensor to build the model on: a `keras.Input`,
+            or a tensor computed from one (e.g. by a `Rescaling` layer); the
+            model's inputs are then the `keras.Input`s it comes from, and the
+            layers in between are part of the model (as in
+            `keras.applications`).
+        input_shape: `(H, W, 3)` (default `(224, 224, 3)`) or `(T, H, W, 3)`,
+            channels last.
         pooling: `None`, `"avg"` or `"max"` when `include_top=False`.
         classes: number of classes of the classifier.
         classifier_activation: activation of the classifier.
@@ -268,11 +326,30 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
     if len(input_shape) not in (3, 4):
         raise ValueError("`input_shape` must be (H, W, C) or (T, H, W, C). "
                          f"Received: input_shape={input_shape}")
+    with _image_data_format("channels_last"):
+        inputs, x = _non_local_resnet(
+            input_tensor, input_shape, placement, {"mode": mode, "sub_sample": sub_sample},
+            backbone_weights, include_top, pooling, classes, classifier_activation)
+    if input_tensor is not None:
+        # The keras.Input(s) the tensor comes from, so that the layers
+        # between them and `input_tensor` stay in the model.
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+    model = keras.Model(inputs, x, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _non_local_resnet(input_tensor, input_shape, placement, block_kwargs,
+                      backbone_weights, include_top, pooling, classes,
+                      classifier_activation):
+    """Builds the graph of `NonLocalResNet50` (channels last); `(inputs, outputs)`."""
+    block_kwargs = {**block_kwargs, "data_format": "channels_last"}
     video = len(input_shape) == 4
     frame_shape = input_shape[1:] if video else input_shape
     base = keras.applications.ResNet50(include_top=False, weights=backbone_weights,
                                        input_shape=frame_shape)
-    block_kwargs = {"mode": mode, "sub_sample": sub_sample}
     if video:
         frames = input_shape[0]
 
@@ -289,25 +366,20 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
                                            share_layers=True)
         inputs = input_tensor if input_tensor is not None else keras.Input(input_shape)
         x = backbone(FramesToBatch(name="frames_to_batch")(inputs))
+        x = BatchToFrames(frames, name="batch_to_frames")(x)
+        avg, mx = keras.layers.GlobalAveragePooling3D, keras.layers.GlobalMaxPooling3D
     else:
         # Flat graph (Grad-CAM tools look for the last convolution by name).
         backbone = insert_non_local_blocks(base, placement, block_factory=factory,
                                            input_tensors=input_tensor, share_layers=True)
         inputs, x = backbone.inputs[0], backbone.outputs[0]
-    if video:
-        x = BatchToFrames(input_shape[0], name="batch_to_frames")(x)
-        avg, mx = keras.layers.GlobalAveragePooling3D, keras.layers.GlobalMaxPooling3D
-    else:
         avg, mx = keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D
     if include_top:
-        x = avg(name="avg_pool")(x)
+        x = avg(data_format="channels_last", name="avg_pool")(x)
         x = keras.layers.Dense(classes, activation=classifier_activation,
                                name="predictions")(x)
     elif pooling == "avg":
-        x = avg(name="avg_pool")(x)
+        x = avg(data_format="channels_last", name="avg_pool")(x)
     elif pooling == "max":
-        x = mx(name="max_pool")(x)
-    model = keras.Model(inputs, x, name=name)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+        x = mx(data_format="channels_last", name="max_pool")(x)
+    return inputs, x

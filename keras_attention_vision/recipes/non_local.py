@@ -17,6 +17,9 @@ import time
 NAME = "non-local"
 HELP = "ResNet with vs without non-local blocks (Wang et al. 2018) on cluttered MNIST"
 
+#: The recipe's networks are channels-last inside whatever the global format.
+FORMAT = "channels_last"
+
 #: Layers after which the non-local blocks go (stage 2 at 1/2, stage 3 at 1/4).
 NONLOCAL_AFTER = ("stage2_block1_out", "stage3_block1_out")
 
@@ -42,25 +45,30 @@ def _residual_block(x, filters, stride, name):
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
         shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
-                                       name=f"{name}_proj")(x)
+                                       data_format=FORMAT, name=f"{name}_proj")(x)
         shortcut = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(shortcut)
     y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                            name=f"{name}_conv1")(x)
+                            data_format=FORMAT, name=f"{name}_conv1")(x)
     y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                            name=f"{name}_conv2")(y)
+                            data_format=FORMAT, name=f"{name}_conv2")(y)
     y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn2")(y)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
 def small_resnet(input_shape, classes=10, width=32):
-    """A 5-block ResNet (stages at 1, 1/2 and 1/4 resolution) for small images."""
+    """A 5-block ResNet (stages at 1, 1/2 and 1/4 resolution) for small images.
+
+    Channels last inside (and batch norms on the last axis, their default)
+    whatever `keras.config.image_data_format()` is.
+    """
     import keras
 
     inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
+                            data_format=FORMAT, name="stem")(inputs)
     x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = _residual_block(x, width, 1, "stage1_block1")
@@ -68,7 +76,7 @@ def small_resnet(input_shape, classes=10, width=32):
     x = _residual_block(x, 2 * width, 1, "stage2_block2")
     x = _residual_block(x, 4 * width, 2, "stage3_block1")
     x = _residual_block(x, 4 * width, 1, "stage3_block2")
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(data_format=FORMAT, name="avg_pool")(x)
     outputs = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name="small_resnet")
 
@@ -133,7 +141,7 @@ def train(args):
     keras.utils.set_random_seed(args.seed)
     baseline = small_resnet(shape, width=args.width)
     nonlocal_model = insert_non_local_blocks(baseline, NONLOCAL_AFTER, mode=args.mode,
-                                             sub_sample=True)
+                                             sub_sample=True, data_format=FORMAT)
     print(f"[non-local] baseline {baseline.count_params():,} parameters, with "
           f"{len(NONLOCAL_AFTER)} non-local blocks {nonlocal_model.count_params():,}")
     acc_base, t_base = _fit(baseline, data, args, args.seed)

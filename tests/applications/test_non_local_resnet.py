@@ -14,6 +14,8 @@ from keras_attention_vision.applications.non_local_resnet import (
 )
 from keras_attention_vision.layers import NonLocalBlock
 from tests import testing
+from tests.layers import non_local_reference as ref
+from tests.layers.test_non_local_block import layer_weights
 
 
 def _images(shape, seed=0):
@@ -23,6 +25,16 @@ def _images(shape, seed=0):
 def _inbound_layer(model, layer_name):
     node = model.get_layer(layer_name)._inbound_nodes[-1]  # the newest graph
     return node.input_tensors[0]._keras_history.operation.name
+
+
+def _perturb_blocks(model):
+    """Moves the non-local blocks off the identity (the ResNet keeps its init)."""
+    layers = model.layers + [la for m in model.layers if isinstance(m, keras.Model)
+                             for la in m.layers]
+    blocks = [la for la in layers if isinstance(la, NonLocalBlock)]
+    for block in blocks:
+        testing.perturb_weights(block)
+    return blocks
 
 
 class NonLocalResNetTest(testing.TestCase):
@@ -88,3 +100,58 @@ class NonLocalResNetTest(testing.TestCase):
             NonLocalResNet50(weights="imagenet")
         with self.assertRaisesRegex(ValueError, "Received: frames=0"):
             FrameNonLocalBlock(0)
+
+    def test_channels_last_inside_under_global_channels_first(self):
+        kwargs = {"include_top": False, "pooling": "avg", "nonlocal_stages": 1}
+        cases = (((32, 32, 3), _images((2, 32, 32, 3))),
+                 ((2, 32, 32, 3), _images((1, 2, 32, 32, 3))))
+        for shape, x in cases:
+            with self.subTest(input_shape=shape):
+                model = NonLocalResNet50(input_shape=shape, **kwargs)
+                _perturb_blocks(model)
+                previous = keras.config.image_data_format()
+                keras.config.set_image_data_format("channels_first")
+                try:
+                    model_cf = NonLocalResNet50(input_shape=shape, **kwargs)
+                finally:
+                    keras.config.set_image_data_format(previous)
+                model_cf.set_weights(model.get_weights())
+                self.assertAllClose(model_cf(x, training=False),
+                                    model(x, training=False), atol=1e-4, rtol=1e-4)
+
+    def test_16_pixel_inputs_attend_to_the_1x1_map(self):
+        # res4 is 1x1 at 16 px: sub-sampling used to leave no key (x + bias
+        # on TF and JAX, an error on torch). keras.applications refuses a
+        # static size under 32, so the sizes are left open.
+        model = NonLocalResNet50(input_shape=(None, None, 3), include_top=False,
+                                 pooling="avg", nonlocal_stages=1)
+        (block,) = _perturb_blocks(model)
+        x = _images((2, 16, 16, 3))
+        out = testing.to_numpy(model(x, training=False))
+        self.assertTrue(np.all(np.isfinite(out)))
+        self.assertGreater(np.abs(out[0] - out[1]).max(), 1e-3)
+        features = testing.to_numpy(keras.Model(model.inputs[0], block.input)(x))
+        self.assertEqual(features.shape[1:3], (1, 1))
+        expected, _ = ref.non_local(features, layer_weights(block), block.mode, True,
+                                    True, True)
+        self.assertAllClose(block(features, training=False), expected, atol=1e-4,
+                            rtol=1e-4)
+
+    def test_input_tensor_keeps_the_layers_upstream(self):
+        cases = (((32, 32, 3), _images((2, 32, 32, 3))),
+                 ((2, 32, 32, 3), _images((1, 2, 32, 32, 3))))
+        for shape, x in cases:
+            with self.subTest(input_shape=shape):
+                source = keras.Input(shape)
+                rescale = keras.layers.Rescaling(1.0 / 255, name="rescale")
+                model = NonLocalResNet50(input_tensor=rescale(source), include_top=False,
+                                         pooling="avg", nonlocal_stages=1)
+                self.assertIs(model.inputs[0], source)
+                self.assertIn("rescale", [layer.name for layer in model.layers])
+                _perturb_blocks(model)
+                scaled = testing.to_numpy(model(x, training=False))
+                rescale.scale = 1.0  # the preprocessing is part of the model
+                self.assertGreater(np.abs(testing.to_numpy(model(x, training=False))
+                                          - scaled).max(), 1e-4)
+                self.assertAllClose(model(x / 255, training=False), scaled, atol=1e-4,
+                                    rtol=1e-4)

@@ -1,6 +1,7 @@
 """PixelCNN and Gated PixelCNN (van den Oord et al., 2016), with fast sampling."""
 
 import functools
+import inspect
 import math
 
 import keras
@@ -11,10 +12,12 @@ from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.gated_pixelcnn_block import GatedPixelCNNBlock
 from keras_attention_vision.layers.masked_conv2d import MaskedConv2D
 from keras_attention_vision.layers.validation import (
+    check_bool,
     check_choice,
     check_odd_positive_int,
     check_positive_int,
 )
+from keras_attention_vision.losses import weighted_mean
 from keras_attention_vision.metrics import (
     DISTRIBUTIONS,
     LN2,
@@ -73,7 +76,22 @@ class PixelCNN(keras.Model):
     `fit(images)` trains it on images alone: the loss is the NLL in nats per
     dimension, and `bits_per_dim` (NLL / (D ln 2)) is reported by `fit` and
     `evaluate`. With `num_classes`, the inputs are `[images, labels]` and the
-    one-hot label conditions every gate.
+    one-hot label conditions every gate. `fit(images, sample_weight=w)` and
+    `evaluate(images, sample_weight=w)` weight the loss as Keras's losses do,
+    `sum(nll * w) / batch_size`, and the `bits_per_dim` metric as Keras's
+    metrics do, `sum(bpd * w) / sum(w)` (Keras drops `sample_weight` when
+    `y` is None, so these pass the images as `y`; the loss never reads it).
+    `class_weight` needs class targets, which the model has not: it raises.
+
+    The network is channels_last inside, whatever
+    `keras.config.image_data_format()`: its layers are pinned to
+    channels_last, and images are `(batch, rows, cols, channels)`; images of
+    another shape are rejected.
+
+    With C channels the sub-pixels of a pixel are predicted in channel order,
+    each seeing the ones before it (R, then G given R, then B given R and G
+    for RGB): the convolutions' channels are split in C contiguous groups as
+    in `MaskedConv2D`.
 
     `sample` and `complete` run the pixel loop compiled (`tf.function` with
     XLA on TensorFlow, `jax.jit` on JAX; eagerly under `torch.no_grad` on
@@ -85,12 +103,14 @@ class PixelCNN(keras.Model):
     the same samples.
 
     Args:
-        input_shape: `(rows, cols, channels)`, channels 1 or 3 (channels last).
+        input_shape: `(rows, cols, channels)` (channels last; 1 for grey, 3
+            for RGB, any positive number works).
         num_layers: number of masked layers / gated blocks.
         filters: channels of every layer (a multiple of the channels).
         kernel_size: odd kernel size of the layers after the first.
         first_kernel_size: odd kernel size of the first (mask A) layer.
-        gated: gated blocks (no blind spot) or plain masked convolutions.
+        gated: `True` for gated blocks (no blind spot), `False` for plain
+            masked convolutions.
         num_classes: `None`, or the number of classes to condition on.
         distribution: `"bernoulli"` (images in {0, 1}) or `"categorical"`
             (images with integer values in [0, 255]).
@@ -127,6 +147,7 @@ class PixelCNN(keras.Model):
         check_positive_int("num_classes", num_classes, allow_none=True)
         check_choice("distribution", distribution, DISTRIBUTIONS)
         check_positive_int("head_filters", head_filters, allow_none=True)
+        check_bool("gated", gated)
         channels = input_shape[-1]
         if filters % channels or (head_filters or filters) % channels:
             raise ValueError(
@@ -146,7 +167,9 @@ class PixelCNN(keras.Model):
         self.categories = CATEGORIES if distribution == "categorical" else 1
         self.num_dims = math.prod(input_shape)
 
-        mask = {"color_channels": channels, "dtype": self.dtype_policy}
+        # channels_last inside, whatever keras.config.image_data_format()
+        mask = {"color_channels": channels, "dtype": self.dtype_policy,
+                "data_format": "channels_last"}
         if gated:
             self.blocks = [GatedPixelCNNBlock(filters, first_kernel_size, mask_type="A",
                                               name="block_0", **mask)]
@@ -168,7 +191,7 @@ class PixelCNN(keras.Model):
                                         activation="relu", name="head_hidden", **mask)
         self.head_logits = MaskedConv2D(channels * self.categories, 1, mask_type="B",
                                         color_channels=channels, dtype="float32",
-                                        name="head_logits")
+                                        data_format="channels_last", name="head_logits")
         self.bits_per_dim_metric = BitsPerDim(distribution, name="bits_per_dim")
         self._samplers = {}
         self._build_blocks()
@@ -264,7 +287,18 @@ class PixelCNN(keras.Model):
         return ops.reshape(logits, (shape[0], shape[1], shape[2], self.channels,
                                     self.categories))
 
+    def _check_images(self, images):
+        shape = tuple(images.shape)
+        if len(shape) != 4 or any(d is not None and d != e
+                                  for d, e in zip(shape[1:], self.image_shape)):
+            raise ValueError(
+                f"PixelCNN '{self.name}' expects images of shape (batch,) + "
+                f"{self.image_shape} (channels last, whatever the global image data "
+                f"format). Received: images.shape={shape}"
+            )
+
     def _logits(self, images, condition):
+        self._check_images(images)
         x = self._normalize(images)
         if self.gated:
             return self._horizontal(x, self._links(x, condition), condition)
@@ -281,16 +315,43 @@ class PixelCNN(keras.Model):
             return ops.cast(images, "float32")
         return ops.cast(ops.round(ops.cast(images, "float32")), "int32")
 
+    @staticmethod
+    def _images_as_targets(method, args, kwargs):
+        """`(args, kwargs)` of `fit` / `evaluate` with `y` set to the images.
+
+        Keras pairs `sample_weight` with `y` and drops it, silently, when `y`
+        is None (`fit(images, sample_weight=w)`). The loss never reads `y`, so
+        the images are passed as `y` to carry the weights through.
+        """
+        bound = inspect.signature(method).bind(*args, **kwargs)
+        arguments = bound.arguments
+        x = arguments.get("x")
+        if arguments.get("class_weight") is not None and arguments.get("y") is None:
+            raise ValueError(
+                "PixelCNN is trained on images alone, so Keras has no class targets to "
+                "apply `class_weight` to; pass per-image `sample_weight` instead (e.g. "
+                "the weight of each image's label). "
+                f"Received: class_weight={arguments['class_weight']!r}"
+            )
+        if arguments.get("y") is None and arguments.get("sample_weight") is not None \
+                and (isinstance(x, (np.ndarray, list, tuple)) or ops.is_tensor(x)):
+            arguments["y"] = x[0] if isinstance(x, (list, tuple)) else x
+        return bound.args, bound.kwargs
+
+    def fit(self, *args, **kwargs):
+        args, kwargs = self._images_as_targets(super().fit, args, kwargs)
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        args, kwargs = self._images_as_targets(super().evaluate, args, kwargs)
+        return super().evaluate(*args, **kwargs)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):
         images, _ = self._split_inputs(x)
         nll = image_nll(self._targets(images), y_pred, self.distribution)
-        nll = nll / self.num_dims  # nats per dimension
-        if sample_weight is not None:
-            sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-            loss = ops.sum(nll * sample_weight) / ops.maximum(ops.sum(sample_weight), 1e-9)
-        else:
-            loss = ops.mean(nll)
+        # nats per dimension, reduced as Keras's "sum_over_batch_size"
+        loss = weighted_mean(nll / self.num_dims, sample_weight)
         if self.losses:
             loss = loss + ops.sum(self.losses)
         return loss
@@ -544,8 +605,13 @@ class PixelCNN(keras.Model):
                     "This PixelCNN is class-conditional: pass `class_labels`. "
                     "Received: class_labels=None"
                 )
-            class_labels = np.broadcast_to(np.asarray(class_labels, "int32"),
-                                           (len(images),))
+            labels = np.asarray(class_labels, "int32")
+            if labels.ndim > 1 or labels.size not in (1, len(images)):
+                raise ValueError(
+                    f"`class_labels` must be one int or {len(images)} ints, one per "
+                    f"image. Received: class_labels with shape {labels.shape}"
+                )
+            class_labels = np.broadcast_to(labels, (len(images),))
             condition = self._one_hot(ops.convert_to_tensor(class_labels))
         else:
             condition = None
@@ -564,8 +630,11 @@ class PixelCNN(keras.Model):
 
         Args:
             images: `(n, rows, cols, channels)` images (values as in training).
-            mask: boolean, broadcastable to `images`: True where the pixel is
-                known and kept.
+            mask: boolean, broadcastable to `images` by NumPy's rules (shapes
+                aligned on the right: `(rows, cols, 1)`, `(1, rows, cols, 1)`,
+                `(n, rows, cols, channels)`, ...): True where the pixel is
+                known and kept. A mask per image without a channel axis needs
+                one: `mask[..., None]`.
             seed: int seed of the NumPy random numbers (same seed, same result).
             class_labels: int labels `(n,)` (or one int) for a conditional model.
             temperature: logits are divided by it before sampling.
@@ -581,9 +650,15 @@ class PixelCNN(keras.Model):
                 f"`images` must have shape (n,) + {self.image_shape}. "
                 f"Received: images.shape={images.shape}"
             )
-        keep = np.broadcast_to(np.asarray(mask, bool).reshape(
-            np.asarray(mask).shape + (1,) * (4 - np.asarray(mask).ndim)),
-            images.shape).astype("float32")
+        mask = np.asarray(mask, bool)
+        try:
+            keep = np.broadcast_to(mask, images.shape).astype("float32")
+        except ValueError:
+            raise ValueError(
+                "`mask` must be broadcastable to `images` by NumPy's rules (shapes "
+                "aligned on the right; add a channel axis with mask[..., None]). "
+                f"Received: mask.shape={mask.shape}, images.shape={images.shape}"
+            ) from None
         args = self._prepare(images, keep, seed, class_labels, temperature)
         if naive:
             return self._naive_loop(*args)

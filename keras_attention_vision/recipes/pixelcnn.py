@@ -48,9 +48,9 @@ def _completions(model, x_test, count, seed):
     import numpy as np
 
     originals = x_test[:count]
-    mask = np.zeros(originals.shape[:3], bool)
-    mask[:, :14] = True
-    given = np.where(mask[..., None], originals, 0.5)
+    mask = np.zeros(originals.shape[1:], bool)  # (28, 28, 1): one mask for every image
+    mask[:14] = True
+    given = np.where(mask, originals, 0.5)
     first = model.complete(originals, mask, seed=seed)
     second = model.complete(originals, mask, seed=seed + 1)
     return np.concatenate([originals, given, first, second]), first, mask

@@ -103,7 +103,7 @@ class PixelCNNTest(testing.TestCase):
                 continue
             # completion keeps the known pixels and matches the naive loop
             x = _binary_images(2, size=5, seed=4)
-            mask = np.zeros((2, 5, 5), bool)
+            mask = np.zeros((2, 5, 5, 1), bool)
             mask[:, :3] = True
             done = model.complete(x, mask, seed=0)
             np.testing.assert_array_equal(done[:, :3], x[:, :3])
@@ -150,6 +150,108 @@ class PixelCNNTest(testing.TestCase):
         with pytest.raises(ValueError, match="class_labels=None"):
             model.sample(1, seed=0)
 
+    def test_two_channels_are_causal_over_subpixels_and_sample_exactly(self):
+        # any channel count works: C colour groups, sub-pixels in channel order
+        model = PixelCNN(input_shape=(4, 4, 2), num_layers=2, filters=16,
+                         first_kernel_size=3, distribution="categorical")
+        randomize_weights(model)
+        x = np.random.default_rng(2).integers(0, 256, size=(1, 4, 4, 2))
+        order = np.arange(16).reshape(4, 4)[..., None] * 2 + np.arange(2)
+        for i, j, c in ((0, 0, 1), (1, 2, 0), (1, 2, 1), (3, 3, 1)):
+            grad = input_gradient(
+                lambda xt, i=i, j=j, c=c: ops.sum(model(xt)[0, i, j, c]), x)[0]
+            later = order >= (i * 4 + j) * 2 + c
+            self.assertTrue(np.all(grad[later] == 0.0), msg=f"({i},{j},{c}) leaks")
+            near = ~later
+            near[:max(i - 1, 0)] = False
+            near[:, :max(j - 1, 0)] = False
+            self.assertTrue(np.all(grad[near] != 0.0), msg=f"({i},{j},{c}) blind")
+        binary = _small(input_shape=(3, 3, 2))
+        testing.perturb_weights(binary)
+        fast = binary.sample(2, seed=1)
+        self.assertEqual(fast.shape, (2, 3, 3, 2))
+        np.testing.assert_array_equal(fast, binary.sample(2, seed=1, naive=True))
+
+    def test_channels_last_inside_under_a_global_channels_first(self):
+        x = _binary_images(3)
+        for gated in (True, False):
+            model = _small(gated=gated, num_classes=2)
+            testing.perturb_weights(model)
+            labels = np.array([0, 1, 1])
+            expected = testing.to_numpy(model([x, labels]))
+            self.assertEqual(expected.shape, x.shape)
+            previous = keras.config.image_data_format()
+            keras.config.set_image_data_format("channels_first")
+            try:
+                first = _small(gated=gated, num_classes=2)
+                first.set_weights(model.get_weights())
+                self.assertAllClose(first([x, labels]), expected, atol=1e-5)
+                self.assertAllClose(first.log_prob(x, labels), model.log_prob(x, labels),
+                                    atol=1e-4, rtol=1e-5)
+                # a channels_first batch is not silently taken as (6, 1, 6) images
+                with pytest.raises(ValueError, match=r"images.shape=\(3, 1, 6, 6\)"):
+                    first([np.moveaxis(x, -1, 1), labels])
+            finally:
+                keras.config.set_image_data_format(previous)
+        with pytest.raises(ValueError, match=r"images.shape=\(3, 6, 5, 1\)"):
+            model([x[:, :, :5], labels])
+
+    def test_sample_weight_reduces_like_keras_losses(self):
+        x = _binary_images(4)
+        weights = np.array([1.0, 1.0, 0.0, 0.0], "float32")
+        model = _small()
+        testing.perturb_weights(model)
+        model.compile(optimizer="sgd")
+        logits = testing.to_numpy(model(x))
+        nats = _np_bernoulli_bits_per_dim(x, logits) * LN2  # nats per dimension
+        # sum(loss * w) / batch_size: half the mean loss of the first two images
+        expected = 0.5 * nats[:2].mean()
+        loss = model.compute_loss(x=ops.convert_to_tensor(x), y_pred=model(x),
+                                  sample_weight=ops.convert_to_tensor(weights))
+        self.assertAllClose(loss, expected, rtol=1e-5)
+        results = model.evaluate(x, sample_weight=weights, batch_size=4, verbose=0,
+                                 return_dict=True)
+        self.assertAllClose(results["loss"], expected, rtol=1e-5)
+        # the metric averages as Keras's metrics do: sum(bpd * w) / sum(w)
+        self.assertAllClose(results["bits_per_dim"], nats[:2].mean() / LN2, rtol=1e-5)
+        # one SGD step on all four with weights [1, 1, 0, 0] is a step of half the
+        # learning rate on the first two: the gradient is scaled by 2 / 4
+        start = model.get_weights()
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.fit(x, sample_weight=weights, batch_size=4, epochs=1, verbose=0,
+                  shuffle=False)
+        reference = _small()
+        reference.set_weights(start)
+        reference.compile(optimizer=keras.optimizers.SGD(0.05))
+        reference.fit(x[:2], batch_size=2, epochs=1, verbose=0, shuffle=False)
+        moved = max(np.abs(a - b).max() for a, b in zip(model.get_weights(), start))
+        self.assertGreater(moved, 1e-4)
+        for a, b in zip(model.get_weights(), reference.get_weights()):
+            self.assertAllClose(a, b, atol=1e-6, rtol=1e-5)
+        with pytest.raises(ValueError, match=r"class_weight=\{0: 2.0\}"):
+            model.fit(x, class_weight={0: 2.0}, verbose=0)
+
+    def test_complete_broadcasts_the_mask_by_numpy_rules(self):
+        model = _small(input_shape=(4, 4, 1))
+        testing.perturb_weights(model)
+        x = _binary_images(4, size=4, seed=9)
+        full = np.zeros(x.shape, bool)
+        full[:, :2] = True  # the first two rows of every image are known
+        expected = model.complete(x, full, seed=0)
+        np.testing.assert_array_equal(expected[:, :2], x[:, :2])
+        per_pixel = np.zeros((4, 4, 1), bool)
+        per_pixel[:2] = True
+        for mask in (per_pixel, per_pixel[None], np.broadcast_to(per_pixel, x.shape)):
+            np.testing.assert_array_equal(model.complete(x, mask, seed=0), expected,
+                                          err_msg=f"mask shape {mask.shape}")
+        # a mask that does not broadcast (no channel axis) is refused, quoting both
+        with pytest.raises(ValueError, match=r"mask.shape=\(4, 4\), "
+                                             r"images.shape=\(4, 4, 4, 1\)"):
+            model.complete(x, per_pixel[..., 0], seed=0)
+        with pytest.raises(ValueError, match=r"class_labels with shape \(3,\)"):
+            _small(input_shape=(4, 4, 1), num_classes=2).complete(
+                x, per_pixel, seed=0, class_labels=[0, 1, 1])
+
     def test_keras_saving_round_trip(self):
         model = _small(num_classes=3)
         testing.perturb_weights(model)
@@ -168,6 +270,8 @@ class PixelCNNTest(testing.TestCase):
     ({"input_shape": (6, 6, 3), "filters": 4}, "filters=4"),
     ({"kernel_size": 4}, "kernel_size=4"),
     ({"input_shape": (6, 6)}, r"input_shape=\(6, 6\)"),
+    ({"gated": "yes"}, "gated='yes'"),
+    ({"gated": None}, "gated=None"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

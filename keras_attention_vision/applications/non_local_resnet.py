@@ -180,6 +180,12 @@ class FrameNonLocalBlock(NonLocalBlock):
     Args:
         frames: the number of frames `T` per clip.
         **kwargs: the `NonLocalBlock` arguments (channels last only).
+
+    Call arguments:
+        inputs: `(batch * frames, H, W, C)`.
+        mask: optional boolean `(batch * frames, H, W)`, True at real
+            positions (see `NonLocalBlock`).
+        training, return_attention_scores: as in `NonLocalBlock`.
     """
 
     def __init__(self, frames, **kwargs):
@@ -201,9 +207,11 @@ class FrameNonLocalBlock(NonLocalBlock):
     def build(self, input_shape):
         super().build(self._video_shape(input_shape))
 
-    def call(self, inputs, training=None, return_attention_scores=None):
+    def call(self, inputs, mask=None, training=None, return_attention_scores=None):
         video = ops.reshape(inputs, (-1, self.frames) + tuple(inputs.shape[1:]))
-        out = super().call(video, training=training,
+        if mask is not None:  # (batch * frames, H, W) -> (batch, frames, H, W)
+            mask = ops.reshape(mask, (-1, self.frames) + tuple(mask.shape[1:]))
+        out = super().call(video, mask=mask, training=training,
                            return_attention_scores=return_attention_scores)
         if isinstance(out, tuple):
             return ops.reshape(out[0], ops.shape(inputs)), out[1]

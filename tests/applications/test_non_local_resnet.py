@@ -93,6 +93,20 @@ class NonLocalResNetTest(testing.TestCase):
         self.run_layer_test(FrameNonLocalBlock, {"frames": 2, "sub_sample": True},
                             np.random.default_rng(0).normal(size=(4, 4, 4, 8)).astype("float32"))
 
+    def test_frame_block_equals_the_3d_block_with_a_mask(self):
+        rng = np.random.default_rng(0)
+        clips = rng.normal(size=(2, 2, 3, 4, 8)).astype("float32")
+        mask = rng.uniform(size=(2, 2, 3, 4)) < 0.7
+        video = NonLocalBlock(sub_sample=True, data_format="channels_last")
+        video(clips)
+        testing.perturb_weights(video)
+        frames = FrameNonLocalBlock(2, sub_sample=True)
+        frames(clips.reshape(4, 3, 4, 8))
+        frames.set_weights(video.get_weights())
+        expected = testing.to_numpy(video(clips, mask=mask, training=False))
+        out = frames(clips.reshape(4, 3, 4, 8), mask=mask.reshape(4, 3, 4), training=False)
+        self.assertAllClose(out, expected.reshape(4, 3, 4, 8), atol=1e-5, rtol=1e-5)
+
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "Received: nonlocal_stages=3"):
             NonLocalResNet50(nonlocal_stages=3)

@@ -5,16 +5,18 @@ time of a local self-attention layer grows with the number of pixels, not its
 square, so going from 64x64 to 128x128 (4x the pixels) costs at most 4.5x in
 time and in peak memory; full self-attention would cost 16x.
 
-Each size runs in a fresh subprocess: a one-layer model is compiled and run
-on a tiny 16x16 input first (imports, kernels and weights in memory), then
-`ru_maxrss` is read, one training step at the full size runs, and `ru_maxrss`
-is read again; the difference is the peak that size added (host memory, the
-CPU figure; on a GPU use the backend's memory statistics instead). Then
-`train_on_batch` (forward + backward, SGD update) is timed. The two sizes run
-alternately, `--repeats` times each; the lowest time and the first peak of
-each size are kept, and the ratios 128 / 64 printed, in one run.
+Peak memory: each size runs in a fresh subprocess; a one-layer model is
+compiled and run on a tiny 16x16 input first (imports, kernels and weights in
+memory), then `ru_maxrss` is read, one training step at the full size runs,
+and `ru_maxrss` is read again; the difference is the peak that size added
+(host memory, the CPU figure; on a GPU use the backend's memory statistics
+instead). Time: both models live in this process and their `train_on_batch`
+steps (forward + backward, SGD update) alternate, 64, 128, 64, 128, ..., so
+that load from other processes hits both alike; the fastest step of each is
+kept (the one least slowed by other processes).
+The ratios 128 / 64 are printed, in one run.
 
-Usage: `KERAS_BACKEND=jax python benchmarks/local_attention_scaling.py [--repeats 2]`
+Usage: `KERAS_BACKEND=jax python benchmarks/local_attention_scaling.py [--steps 5]`
 """
 
 import argparse
@@ -25,45 +27,59 @@ import sys
 
 def _child(args):
     import resource
-    import statistics
-    import time
 
-    import keras
-    import numpy as np
-
-    from keras_attention_vision.layers import LocalSelfAttention2D
-
-    def model_for(size):
-        inputs = keras.Input((size, size, args.channels))
-        layer = LocalSelfAttention2D(
-            num_heads=args.heads, key_dim=args.channels // args.heads,
-            query_shape=(args.block, args.block),
-            memory_flange=(args.flange, args.flange), causal=not args.non_causal,
-            data_format="channels_last")
-        model = keras.Model(inputs, layer(inputs))
-        model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-        return model
-
-    rng = np.random.default_rng(0)
-    small = rng.normal(size=(args.batch, 16, 16, args.channels)).astype("float32")
-    model_for(16).train_on_batch(small, small)
-    model = model_for(args.size)
-    x = rng.normal(size=(args.batch, args.size, args.size, args.channels)).astype("float32")
+    small = _data(args, 16)
+    _model(args, 16).train_on_batch(small, small)
+    model = _model(args, args.size)
+    x = _data(args, args.size)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model.train_on_batch(x, x)
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, x)
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"peak_mib": peak, "step_s": statistics.median(times)}))
+    print(json.dumps({"peak_mib": peak}))
+
+
+def _model(args, size):
+    import keras
+
+    from keras_attention_vision.layers import LocalSelfAttention2D
+
+    inputs = keras.Input((size, size, args.channels))
+    layer = LocalSelfAttention2D(
+        num_heads=args.heads, key_dim=args.channels // args.heads,
+        query_shape=(args.block, args.block),
+        memory_flange=(args.flange, args.flange), causal=not args.non_causal,
+        data_format="channels_last")
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    return model
+
+
+def _data(args, size):
+    import numpy as np
+
+    rng = np.random.default_rng(size)
+    return rng.normal(size=(args.batch, size, size, args.channels)).astype("float32")
+
+
+def _times(args):
+    """Fastest `train_on_batch` time per size, the sizes alternating step by step."""
+    import time
+
+    models = {size: (_model(args, size), _data(args, size)) for size in (64, 128)}
+    times = {size: [] for size in models}
+    for step in range(args.warmup + args.steps):
+        for size, (model, x) in models.items():
+            start = time.perf_counter()
+            model.train_on_batch(x, x)
+            if step >= args.warmup:
+                times[size].append(time.perf_counter() - start)
+    return {size: min(t) for size, t in times.items()}
 
 
 def _measure(size, args):
     cmd = [sys.executable, __file__, "--child", "--size", str(size)] + [
         f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
-        if name not in ("child", "size", "repeats", "non_causal")
+        if name not in ("child", "size", "non_causal")
     ] + (["--non-causal"] if args.non_causal else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -77,8 +93,8 @@ def main(argv=None):
     parser.add_argument("--block", type=int, default=8)
     parser.add_argument("--flange", type=int, default=8)
     parser.add_argument("--non-causal", action="store_true")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -86,12 +102,8 @@ def main(argv=None):
         return _child(args)
     import keras
 
-    results = {64: [], 128: []}
-    for _ in range(args.repeats):
-        for size in (64, 128):
-            results[size].append(_measure(size, args))
-    time = {s: min(r["step_s"] for r in results[s]) for s in results}
-    peak = {s: results[s][0]["peak_mib"] for s in results}
+    peak = {size: _measure(size, args)["peak_mib"] for size in (64, 128)}
+    time = _times(args)
     print(f"backend={keras.backend.backend()} batch={args.batch} channels={args.channels} "
           f"heads={args.heads} query_shape=({args.block}, {args.block}) "
           f"memory_flange=({args.flange}, {args.flange}) causal={not args.non_causal}")

@@ -58,10 +58,11 @@ class MaskedFullAttention(keras.layers.Layer):
         return keras.ops.reshape(self.mha(flat, flat, attention_mask=mask), shape)
 
 
-def _model(layer, shape):
+def _model(layer, shape, jit_compile="auto"):
     inputs = keras.Input(shape)
     model = keras.Model(inputs, layer(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse",
+                  jit_compile=jit_compile)
     return model
 
 
@@ -87,6 +88,9 @@ def main(argv=None):
     parser.add_argument("--non-causal", action="store_true")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
+                        help="Model.compile's jit_compile for both models (Keras's "
+                        "'auto' means no XLA for TensorFlow on a CPU)")
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
     causal = not args.non_causal
@@ -101,7 +105,8 @@ def main(argv=None):
                                  data_format="channels_last")
     full = MaskedFullAttention(args.heads, key_dim,
                                local_mask(args.size, args.block, args.flange, causal))
-    local_model, full_model = _model(local, shape), _model(full, shape)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    local_model, full_model = _model(local, shape, jit), _model(full, shape, jit)
     full.mha.set_weights(local.get_weights())  # same kernel shapes and order
     gap = np.max(np.abs(local_model.predict_on_batch(x) - full_model.predict_on_batch(x)))
     if gap > 1e-4:
@@ -114,7 +119,8 @@ def main(argv=None):
     print(f"backend={keras.backend.backend()} input=({args.batch}, {args.size}, "
           f"{args.size}, {args.channels}) heads={args.heads} "
           f"query_shape=({args.block}, {args.block}) "
-          f"memory_flange=({args.flange}, {args.flange}) causal={causal}")
+          f"memory_flange=({args.flange}, {args.flange}) causal={causal} "
+          f"jit_compile={args.jit_compile}")
     print(f"same output: max |local - full| = {gap:.1e}")
     print(f"LocalSelfAttention2D           fwd+bwd step: {t_local * 1e3:9.1f} ms")
     print(f"MultiHeadAttention + local mask fwd+bwd step: {t_full * 1e3:9.1f} ms")

@@ -269,19 +269,19 @@ class LocalAttentionBase(keras.layers.Layer):
             mask = ops.broadcast_to(ops.convert_to_tensor(mask[:, None]),
                                     (batch, blocks, heads, q, m))
             mask = ops.reshape(mask, (-1, q, m))
-        scale = float(self.key_dim) ** -0.5
-        use_dropout = training and self.dropout > 0
-        if use_dropout:
+        # The logit scale key_dim ** -0.5 goes on the queries (q * d numbers,
+        # not the q * m logits), in float32 as the core computes.
+        query = ops.cast(query, "float32") * (float(self.key_dim) ** -0.5)
+        if training and self.dropout > 0:
             # Attention dropout acts between the softmax and the weighted sum,
             # so the core's two halves are composed here.
             weights = attention_core.attention_weights(
-                attention_core.attention_logits(query, key, "dot", scale),
-                "softmax", mask)
+                attention_core.attention_logits(query, key, "dot"), "softmax", mask)
             dropped = self.dropout_layer(weights, training=training)
             out = ops.einsum("bqk,bkc->bqc", dropped, ops.cast(value, "float32"))
         else:
-            out, weights = attention_core.attend(query, key, value, scale=scale,
-                                                 mask=mask, return_scores=return_scores)
+            out, weights = attention_core.attend(query, key, value, mask=mask,
+                                                 return_scores=return_scores)
         value_dim = value.shape[-1]
         out = ops.cast(out, self.compute_dtype)
         out = ops.reshape(out, (batch, nbh, nbw, heads, qh, qw, value_dim))

@@ -20,7 +20,7 @@ def overlay_maps(maps, image_shape, interpolation="bilinear"):
 
 
 def save_attention_overlays(images, maps, path, map_names=None, titles=None, boxes=None,
-                            interpolation="bilinear", alpha=0.5):
+                            interpolation="bilinear", alpha=0.5, suptitle=None):
     """Saves a PNG: one row per image, the input then each map overlaid on it.
 
     Args:
@@ -35,6 +35,7 @@ def save_attention_overlays(images, maps, path, map_names=None, titles=None, box
             x_max)`, max exclusive, drawn in green on every panel.
         interpolation: `"bilinear"` or `"nearest"` upsampling.
         alpha: opacity of the map over the image.
+        suptitle: optional title of the whole figure.
 
     Returns:
         The path written.
@@ -87,6 +88,8 @@ def save_attention_overlays(images, maps, path, map_names=None, titles=None, box
             if r == n - 1:
                 ax.set_xlabel("x (pixels)", fontsize=7)
             ax.tick_params(labelsize=6)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

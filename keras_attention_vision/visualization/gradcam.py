@@ -24,7 +24,7 @@ def check_tensorflow_backend(what="Grad-CAM, Grad-CAM++ and Saliency maps"):
 
 
 def explanation_maps(model, images, class_indices, method="gradcam",
-                     penultimate_layer=None):
+                     penultimate_layer=None, batch_size=None):
     """Class-discriminative maps of `model` for `images`, from tf-keras-vis.
 
     - `"gradcam"`: `tf_keras_vis.gradcam.Gradcam` (Selvaraju et al., 2017);
@@ -45,6 +45,8 @@ def explanation_maps(model, images, class_indices, method="gradcam",
         penultimate_layer: name of the convolutional layer that Grad-CAM
             weights; `None` lets tf-keras-vis pick the last one (for
             `AttentionVGG`, pass `"block5_conv3"`, the last attended layer).
+        batch_size: images per call of the explainer (`None`: all at once).
+            The explainer (and its clone of the model) is built once.
 
     Returns:
         A float NumPy array `(N, H, W)`, each map in `[0, 1]`.
@@ -70,12 +72,28 @@ def explanation_maps(model, images, class_indices, method="gradcam",
     from tf_keras_vis.utils.scores import CategoricalScore
 
     images = np.asarray(images, "float32")
-    score = CategoricalScore([int(c) for c in np.asarray(class_indices).reshape(-1)])
+    classes = [int(c) for c in np.asarray(class_indices).reshape(-1)]
+    if len(classes) != len(images):
+        raise ValueError("`class_indices` must hold one class per image. Received: "
+                         f"{len(classes)} classes for images.shape={images.shape}")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be None or a positive int. "
+                         f"Received: batch_size={batch_size!r}")
     if method == "saliency":
-        maps = Saliency(model, model_modifier=ReplaceToLinear(), clone=True)(score, images)
+        explainer = Saliency(model, model_modifier=ReplaceToLinear(), clone=True)
+
+        def explain(score, x):
+            return explainer(score, x)
     else:
         cls = Gradcam if method == "gradcam" else GradcamPlusPlus
         explainer = cls(model, model_modifier=ReplaceToLinear(), clone=True)
-        maps = explainer(score, images, penultimate_layer=penultimate_layer,
-                         seek_penultimate_conv_layer=penultimate_layer is None)
-    return np.asarray(maps, "float32")
+
+        def explain(score, x):
+            return explainer(score, x, penultimate_layer=penultimate_layer,
+                             seek_penultimate_conv_layer=penultimate_layer is None)
+    step = batch_size or max(len(images), 1)
+    maps = [np.asarray(explain(CategoricalScore(classes[k:k + step]), images[k:k + step]),
+                       "float32").reshape((-1,) + images.shape[1:3])
+            for k in range(0, len(images), step)]
+    return np.concatenate(maps)

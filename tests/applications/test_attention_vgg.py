@@ -175,3 +175,30 @@ def test_save_attention_overlays_writes_png():
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="one per image"):
         save_attention_overlays(x, [maps[0][:2]], "unused.png")
+
+
+def test_explanation_maps_in_batches_equal_one_call():
+    from keras_attention_vision.visualization.gradcam import explanation_maps
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tf-keras-vis runs on the TensorFlow backend only")
+    model = AttentionVGG(**TINY)
+    x = _images(3)
+    for method, layer in (("gradcam", "block5_conv3"), ("saliency", None)):
+        whole = explanation_maps(model, x, [0, 1, 2], method, layer)
+        batched = explanation_maps(model, x, [0, 1, 2], method, layer, batch_size=2)
+        np.testing.assert_allclose(batched, whole, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        explanation_maps(model, x, [0, 1, 2], batch_size=0)
+    with pytest.raises(ValueError, match="2 classes"):
+        explanation_maps(model, x, [0, 1])
+
+
+def test_save_attention_overlays_with_suptitle(tmp_path):
+    from keras_attention_vision.visualization.attention_maps import save_attention_overlays
+
+    x = _images(2)
+    maps = np.random.default_rng(0).uniform(size=(2, 4, 4))
+    path = save_attention_overlays(x, [maps, maps], str(tmp_path / "m.png"),
+                                   map_names=["a\n(att3)", "b"], suptitle="whole figure")
+    assert os.path.getsize(path) > 1000

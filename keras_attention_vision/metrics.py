@@ -373,13 +373,16 @@ def _object_phrase_and_box(obj):
     return str(phrase).lower().split(), tuple(box)
 
 
-def attention_correctness(attention, captions, objects, image_shape, reduction="mean"):
+def attention_correctness(attention, captions, objects, image_shape, words="name",
+                          reduction="mean"):
     """Is the attention on the object the decoder names when it names it?
 
     For each generated caption, each time the decoder emits the last word of
     an object's phrase (e.g. "circle" in "... a red circle ...", the words
     before it matching the rest of the phrase, "red"), the attention map of
-    that step is scored against the object's box: `correct` is 1 when the
+    that step (`words="name"`), or of every word of the phrase ("red" and
+    "circle", `words="phrase"`), is scored against the object's box:
+    `correct` is 1 when the
     map's maximum lies inside the box (`pointing_game`: the centre of the
     arg-max cell), and `mass` is the share of the attention inside the box
     (each cell's weight spread over its pixels). A word that matches no
@@ -396,6 +399,8 @@ def attention_correctness(attention, captions, objects, image_shape, reduction="
             `phrase` and `box`, or `(phrase, box)` pairs. Boxes are
             `(y_min, x_min, y_max, x_max)` in pixels, max exclusive.
         image_shape: `(H, W)` of the images.
+        words: `"name"` (score the step that emits the phrase's last word,
+            the shape's name) or `"phrase"` (every word of the phrase).
         reduction: `"mean"` or `"none"` (the per-word arrays).
 
     Returns:
@@ -416,6 +421,8 @@ def attention_correctness(attention, captions, objects, image_shape, reduction="
     if reduction not in REDUCTIONS:
         raise ValueError(f"`reduction` must be one of {REDUCTIONS}. "
                          f"Received: reduction={reduction!r}")
+    if words not in ("name", "phrase"):
+        raise ValueError(f"`words` must be 'name' or 'phrase'. Received: words={words!r}")
     if not len(attention) == len(captions) == len(objects):
         raise ValueError("`attention`, `captions` and `objects` must have one entry per "
                          f"caption. Received: lengths {len(attention)}, {len(captions)}, "
@@ -423,24 +430,26 @@ def attention_correctness(attention, captions, objects, image_shape, reduction="
     height, width = _image_shape(np.zeros((1, 1, 1)), image_shape)
     correct, mass = [], []
     for maps, caption, found in zip(attention, captions, objects):
-        words = _caption_words(caption)
+        tokens = _caption_words(caption)
         maps = np.asarray(maps, "float64")
-        if maps.ndim != 3 or len(maps) < len(words):
+        if maps.ndim != 3 or len(maps) < len(tokens):
             raise ValueError("Each attention entry must be (words, h, w) with a map per "
                              f"word. Received: shape={maps.shape} for caption={caption!r}")
         phrases = [_object_phrase_and_box(o) for o in found]
-        for t, word in enumerate(words):
-            boxes = [box for phrase, box in phrases
-                     if phrase and phrase[-1] == word and t + 1 >= len(phrase)
-                     and words[t + 1 - len(phrase):t + 1] == phrase]
-            if len(boxes) != 1:
+        for t, word in enumerate(tokens):
+            matches = [(phrase, box) for phrase, box in phrases
+                       if phrase and phrase[-1] == word and t + 1 >= len(phrase)
+                       and tokens[t + 1 - len(phrase):t + 1] == phrase]
+            if len(matches) != 1:
                 continue
-            box = np.asarray([boxes[0]])
-            correct.append(pointing_game(maps[t:t + 1], box, (height, width),
-                                         reduction="none")[0])
-            up = upsample_maps(maps[t:t + 1], (height, width), "nearest")[0]
-            y0, x0, y1, x1 = boxes[0]
-            mass.append(up[y0:y1, x0:x1].sum() / max(up.sum(), 1e-12))
+            phrase, box = matches[0]
+            steps = [t] if words == "name" else range(t + 1 - len(phrase), t + 1)
+            for s in steps:
+                correct.append(pointing_game(maps[s:s + 1], np.asarray([box]),
+                                             (height, width), reduction="none")[0])
+                up = upsample_maps(maps[s:s + 1], (height, width), "nearest")[0]
+                y0, x0, y1, x1 = box
+                mass.append(up[y0:y1, x0:x1].sum() / max(up.sum(), 1e-12))
     correct, mass = np.asarray(correct, "float64"), np.asarray(mass, "float64")
     if reduction == "none":
         return {"correctness": correct, "mass": mass, "words": len(correct)}

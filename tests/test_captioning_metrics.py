@@ -39,6 +39,13 @@ def test_attention_correctness_on_named_shapes():
     assert out["words"] == 2
     assert out["correctness"] == pytest.approx(0.5)
     assert out["mass"] == pytest.approx((0.7 + 0.4) / 2)
+    # words="phrase" also scores "red" (step 1) and "blue" (step 6).
+    maps[1] = [[0.1, 0.1], [0.1, 0.7]]   # "red": off the circle
+    maps[6] = [[0.0, 0.2], [0.0, 0.8]]   # "blue": on the square
+    out = attention_correctness([maps], [words], [objects], (8, 8), words="phrase",
+                                reduction="none")
+    np.testing.assert_allclose(out["correctness"], [0, 1, 1, 0])
+    np.testing.assert_allclose(out["mass"], [0.1, 0.7, 0.8, 0.4])
     # "circle" after another colour names no object of the image: not scored.
     out = attention_correctness([maps], ["a blue circle"], [objects], (8, 8),
                                 reduction="none")
@@ -49,6 +56,8 @@ def test_attention_correctness_on_named_shapes():
 
 
 def test_attention_correctness_bad_input():
+    with pytest.raises(ValueError, match="words='all'"):
+        attention_correctness([], [], [], (8, 8), words="all")
     with pytest.raises(ValueError, match="reduction='sum'"):
         attention_correctness([], [], [], (8, 8), reduction="sum")
     with pytest.raises(ValueError, match=r"shape=\(1, 2, 2\)"):

@@ -70,9 +70,13 @@ def evaluate_model(model, test, beam_width=3):
     figures = bleu_scores(test["captions"], out["captions"])
     correctness = attention_correctness(out["attention"], out["captions"],
                                         test["objects"], image_shape=(32, 32))
+    phrase = attention_correctness(out["attention"], out["captions"], test["objects"],
+                                   image_shape=(32, 32), words="phrase")
     figures.update({"attention_correctness": correctness["correctness"],
                     "attention_mass": correctness["mass"],
-                    "scored_words": correctness["words"]})
+                    "scored_words": correctness["words"],
+                    "attention_correctness_phrase": phrase["correctness"],
+                    "attention_mass_phrase": phrase["mass"]})
     return figures, out
 
 
@@ -145,7 +149,7 @@ def train(args):
 
 
 def demo(args):
-    """A short version: soft attention only, 600 images, 4 epochs."""
-    args.train_images, args.test_images, args.epochs = 600, 100, 4
+    """A short version: soft attention only, 300 images, 3 epochs (captions not yet good)."""
+    args.train_images, args.test_images, args.epochs = 300, 50, 3
     args.attention, args.units = ["soft"], 64
     return train(args)

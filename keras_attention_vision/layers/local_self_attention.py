@@ -277,7 +277,8 @@ class LocalAttentionBase(keras.layers.Layer):
             # so the core's two halves are composed here.
             weights = attention_core.attention_weights(
                 attention_core.attention_logits(query, key, "dot"), "softmax", mask)
-            dropped = self.dropout_layer(weights, training=training)
+            # (The Dropout layer computes in the policy's dtype: back to float32.)
+            dropped = ops.cast(self.dropout_layer(weights, training=training), "float32")
             out = ops.einsum("bqk,bkc->bqc", dropped, ops.cast(value, "float32"))
         else:
             out, weights = attention_core.attend(query, key, value, mask=mask,

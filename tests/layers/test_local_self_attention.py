@@ -216,10 +216,12 @@ class LocalSelfAttentionHarnessTest(testing.TestCase):
                 (LocalSelfAttention2D, {"query_shape": (2, 3), "memory_flange": (1, 2),
                                         "causal": True}, x),
                 (LocalSelfAttention1D, {"query_length": 3, "memory_length": 2}, x[:, 0])):
-            layer = cls(num_heads=2, key_dim=4, dtype="mixed_float16", **kwargs)
+            layer = cls(num_heads=2, key_dim=4, dropout=0.2, dtype="mixed_float16",
+                        **kwargs)
             out, scores = layer(data, return_attention_scores=True)
             self.assertEqual(keras.backend.standardize_dtype(out.dtype), "float16")
-            for t in (out, scores):
+            trained = layer(data, training=True)  # the attention-dropout path
+            for t in (out, scores, trained):
                 self.assertTrue(np.all(np.isfinite(testing.to_numpy(t).astype("float32"))))
 
     def test_dropout_only_in_training(self):

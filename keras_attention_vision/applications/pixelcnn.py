@@ -1,7 +1,6 @@
 """PixelCNN and Gated PixelCNN (van den Oord et al., 2016), with fast sampling."""
 
 import functools
-import inspect
 import math
 
 import keras
@@ -17,13 +16,11 @@ from keras_attention_vision.layers.validation import (
     check_odd_positive_int,
     check_positive_int,
 )
-from keras_attention_vision.losses import weighted_mean
 from keras_attention_vision.metrics import (
     DISTRIBUTIONS,
-    LN2,
     BitsPerDim,
-    image_nll,
 )
+from keras_attention_vision.sampling import AutoregressiveImageModel
 
 CATEGORIES = 256
 #: Pixels per network call of the eager (PyTorch) sampler for binary images.
@@ -61,7 +58,7 @@ def lookahead_windows(d, context):
 
 
 @kav_export("keras_attention_vision.applications.PixelCNN")
-class PixelCNN(keras.Model):
+class PixelCNN(AutoregressiveImageModel, keras.Model):
     """An autoregressive image model: PixelCNN or Gated PixelCNN.
 
     `p(x) = prod_i p(x_i | x_<i)` over the sub-pixels in raster order (rows,
@@ -93,7 +90,9 @@ class PixelCNN(keras.Model):
     for RGB): the convolutions' channels are split in C contiguous groups as
     in `MaskedConv2D`.
 
-    `sample` and `complete` run the pixel loop compiled (`tf.function` with
+    `sample` and `complete` (shared with the other autoregressive models
+    through `keras_attention_vision.sampling.AutoregressiveSampler`; raster
+    order) run the pixel loop compiled (`tf.function` with
     XLA on TensorFlow, `jax.jit` on JAX; eagerly under `torch.no_grad` on
     PyTorch, where binary one-channel images are drawn 3 pixels per network
     call) and, for the gated network, run the vertical stacks once per row
@@ -315,101 +314,7 @@ class PixelCNN(keras.Model):
             return ops.cast(images, "float32")
         return ops.cast(ops.round(ops.cast(images, "float32")), "int32")
 
-    @staticmethod
-    def _images_as_targets(method, args, kwargs):
-        """`(args, kwargs)` of `fit` / `evaluate` with `y` set to the images.
-
-        Keras pairs `sample_weight` with `y` and drops it, silently, when `y`
-        is None (`fit(images, sample_weight=w)`). The loss never reads `y`, so
-        the images are passed as `y` to carry the weights through.
-        """
-        bound = inspect.signature(method).bind(*args, **kwargs)
-        arguments = bound.arguments
-        x = arguments.get("x")
-        if arguments.get("class_weight") is not None and arguments.get("y") is None:
-            raise ValueError(
-                "PixelCNN is trained on images alone, so Keras has no class targets to "
-                "apply `class_weight` to; pass per-image `sample_weight` instead (e.g. "
-                "the weight of each image's label). "
-                f"Received: class_weight={arguments['class_weight']!r}"
-            )
-        if arguments.get("y") is None and arguments.get("sample_weight") is not None \
-                and (isinstance(x, (np.ndarray, list, tuple)) or ops.is_tensor(x)):
-            arguments["y"] = x[0] if isinstance(x, (list, tuple)) else x
-        return bound.args, bound.kwargs
-
-    def fit(self, *args, **kwargs):
-        args, kwargs = self._images_as_targets(super().fit, args, kwargs)
-        return super().fit(*args, **kwargs)
-
-    def evaluate(self, *args, **kwargs):
-        args, kwargs = self._images_as_targets(super().evaluate, args, kwargs)
-        return super().evaluate(*args, **kwargs)
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                     training=True):
-        images, _ = self._split_inputs(x)
-        nll = image_nll(self._targets(images), y_pred, self.distribution)
-        # nats per dimension, reduced as Keras's "sum_over_batch_size"
-        loss = weighted_mean(nll / self.num_dims, sample_weight)
-        if self.losses:
-            loss = loss + ops.sum(self.losses)
-        return loss
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        images, _ = self._split_inputs(x)
-        self.bits_per_dim_metric.update_state(self._targets(images), y_pred,
-                                              sample_weight)
-        return super().compute_metrics(x, y, y_pred, sample_weight)
-
-    def log_prob(self, images, class_labels=None, batch_size=256):
-        """Log-likelihood of each image in nats (a NumPy array `(n,)`).
-
-        Divide by `-D ln 2` for bits per dimension.
-        """
-        images = np.asarray(images)
-        out = []
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
-            labels = None if class_labels is None else \
-                np.asarray(class_labels)[start:start + batch_size]
-            logits = self._logits(ops.convert_to_tensor(batch.astype("float32")),
-                                  self._one_hot(labels))
-            nll = image_nll(self._targets(batch.astype("float32")), logits,
-                            self.distribution)
-            out.append(ops.convert_to_numpy(nll))
-        return -np.concatenate(out)
-
-    def bits_per_dim(self, images, class_labels=None, batch_size=256):
-        """Mean bits per dimension of `images`: mean NLL / (D ln 2)."""
-        nll = -self.log_prob(images, class_labels, batch_size)
-        return float(np.mean(nll) / (self.num_dims * LN2))
-
     # ---------------------------------------------------------------- sampling
-
-    def _draw(self, logit, u, temperature):
-        """Inverse-CDF sample of one sub-pixel from its logits and uniform `u`."""
-        logit = ops.cast(logit, "float32") / temperature
-        if self.categories == 1:
-            return ops.cast(u < ops.sigmoid(logit), "float32")
-        cdf = ops.cumsum(ops.softmax(logit, axis=-1), axis=-1)
-        count = ops.sum(ops.cast(cdf < u[:, None], "float32"), axis=-1)
-        return ops.minimum(count, float(self.categories - 1))
-
-    def _fill(self, x, keep, u, temperature, logit, index_mask):
-        """Writes the sample of `logit` at `index_mask` where `keep` is False."""
-        picked_u = ops.sum(u * index_mask, axis=(1, 2, 3))
-        picked_known = ops.sum(x * index_mask, axis=(1, 2, 3))
-        picked_keep = ops.sum(keep * index_mask, axis=(1, 2, 3))
-        value = self._draw(logit, picked_u, temperature)
-        value = picked_keep * picked_known + (1.0 - picked_keep) * value
-        return x * (1.0 - index_mask) + value[:, None, None, None] * index_mask
-
-    def _pick(self, logits, index_mask):
-        """The logits of the sub-pixel at `index_mask` (a one-hot (1,H,W,C))."""
-        if self.categories == 1:
-            return ops.sum(logits * index_mask, axis=(1, 2, 3))
-        return ops.sum(logits * index_mask[..., None], axis=(1, 2, 3))
 
     def _window_logits(self, h, links, condition, valid_cols):
         """Logits of the last pixel of a window of one row `(n, 1, width, C)`."""
@@ -539,166 +444,18 @@ class PixelCNN(keras.Model):
             j0 += d
         return x_row
 
-    def _sample_full(self, x, keep, u, condition, temperature):
-        """Compiled loop recomputing the whole network per sub-pixel (plain net)."""
-        n, rows, cols, channels = ops.shape(x)
-        flat = ops.arange(rows * cols * channels)
-
-        def body(p, x):
-            index_mask = ops.reshape(ops.cast(ops.equal(flat, p), "float32"),
-                                     (1, rows, cols, channels))
-            logits = self._logits(x, condition)
-            return self._fill(x, keep, u, temperature, self._pick(logits, index_mask),
-                              index_mask)
-
-        return ops.fori_loop(0, rows * cols * channels, body, x)
-
     def _sample_loop(self, x, keep, u, condition, temperature, lookahead=1):
+        """The fast loop of `AutoregressiveSampler` (run compiled).
+
+        Gated: the row/column window loop `_sample_rows`; plain: the whole
+        network per sub-pixel (`sample_full`).
+        """
         if self.gated:
             return self._sample_rows(x, keep, u, condition, temperature, lookahead)
-        return self._sample_full(x, keep, u, condition, temperature)
+        return self.sample_full(x, keep, u, condition, temperature)
 
-    def _compiled_sampler(self):
-        backend = keras.backend.backend()
-        if backend in self._samplers:
-            return self._samplers[backend]
-        loop = self._sample_loop
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            sampler = tf.function(loop, jit_compile=True, reduce_retracing=True)
-        elif backend == "jax":
-            import jax
-
-            variables = list(self.weights)
-
-            def stateless(values, *args):
-                with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                    return loop(*args)
-
-            jitted = jax.jit(stateless)
-
-            def sampler(*args):
-                return jitted([v.value for v in variables], *args)
-        elif backend == "torch":
-            import torch
-
-            # eager: binary one-channel images are sampled LOOKAHEAD pixels per
-            # network call (see `_sample_row_lookahead`)
-            binary = self.distribution == "bernoulli" and self.channels == 1
-            lookahead = LOOKAHEAD if binary else 1
-
-            def sampler(*args):
-                with torch.no_grad():
-                    return loop(*args, lookahead=lookahead)
-        else:
-            sampler = loop
-        self._samplers[backend] = sampler
-        return sampler
-
-    def _prepare(self, images, keep, seed, class_labels, temperature):
-        rng = np.random.default_rng(seed)
-        u = rng.uniform(size=images.shape).astype("float32")
-        if self.num_classes:
-            if class_labels is None:
-                raise ValueError(
-                    "This PixelCNN is class-conditional: pass `class_labels`. "
-                    "Received: class_labels=None"
-                )
-            labels = np.asarray(class_labels, "int32")
-            if labels.ndim > 1 or labels.size not in (1, len(images)):
-                raise ValueError(
-                    f"`class_labels` must be one int or {len(images)} ints, one per "
-                    f"image. Received: class_labels with shape {labels.shape}"
-                )
-            class_labels = np.broadcast_to(labels, (len(images),))
-            condition = self._one_hot(ops.convert_to_tensor(class_labels))
-        else:
-            condition = None
-        if not temperature > 0:
-            raise ValueError(
-                f"`temperature` must be > 0. Received: temperature={temperature!r}"
-            )
-        images = np.where(keep, images, 0.0).astype("float32")
-        return (ops.convert_to_tensor(images), ops.convert_to_tensor(keep),
-                ops.convert_to_tensor(u), condition,
-                ops.convert_to_tensor(np.float32(temperature)))
-
-    def complete(self, images, mask, seed=None, class_labels=None, temperature=1.0,
-                 naive=False):
-        """Fills in the pixels of `images` where `mask` is False, in raster order.
-
-        Args:
-            images: `(n, rows, cols, channels)` images (values as in training).
-            mask: boolean, broadcastable to `images` by NumPy's rules (shapes
-                aligned on the right: `(rows, cols, 1)`, `(1, rows, cols, 1)`,
-                `(n, rows, cols, channels)`, ...): True where the pixel is
-                known and kept. A mask per image without a channel axis needs
-                one: `mask[..., None]`.
-            seed: int seed of the NumPy random numbers (same seed, same result).
-            class_labels: int labels `(n,)` (or one int) for a conditional model.
-            temperature: logits are divided by it before sampling.
-            naive: use the reference loop that calls the whole model eagerly for
-                every sub-pixel (slow; for checks and benchmarks).
-
-        Returns:
-            A float32 NumPy array of the completed images.
-        """
-        images = np.asarray(images, "float32")
-        if images.ndim != 4 or images.shape[1:] != self.image_shape:
-            raise ValueError(
-                f"`images` must have shape (n,) + {self.image_shape}. "
-                f"Received: images.shape={images.shape}"
-            )
-        mask = np.asarray(mask, bool)
-        try:
-            keep = np.broadcast_to(mask, images.shape).astype("float32")
-        except ValueError:
-            raise ValueError(
-                "`mask` must be broadcastable to `images` by NumPy's rules (shapes "
-                "aligned on the right; add a channel axis with mask[..., None]). "
-                f"Received: mask.shape={mask.shape}, images.shape={images.shape}"
-            ) from None
-        args = self._prepare(images, keep, seed, class_labels, temperature)
-        if naive:
-            return self._naive_loop(*args)
-        return ops.convert_to_numpy(self._compiled_sampler()(*args))
-
-    def sample(self, n, seed=None, class_labels=None, temperature=1.0, naive=False):
-        """Draws `n` images, pixel by pixel in raster order.
-
-        Args:
-            n: number of images.
-            seed: int seed of the NumPy random numbers (same seed, same samples).
-            class_labels: int labels `(n,)` (or one int) for a conditional model.
-            temperature: logits are divided by it before sampling.
-            naive: use the slow reference loop (see `complete`).
-
-        Returns:
-            A float32 NumPy array `(n, rows, cols, channels)`: 0/1 values for
-            `"bernoulli"`, integers in [0, 255] for `"categorical"`.
-        """
-        check_positive_int("n", n)
-        images = np.zeros((n,) + self.image_shape, "float32")
-        return self.complete(images, np.zeros(images.shape, bool), seed=seed,
-                             class_labels=class_labels, temperature=temperature,
-                             naive=naive)
-
-    def _naive_loop(self, x, keep, u, condition, temperature):
-        """The reference: a Python loop calling the whole model per sub-pixel."""
-        x = ops.convert_to_numpy(x).copy()
-        keep_np, u_np = ops.convert_to_numpy(keep), ops.convert_to_numpy(u)
-        temperature = float(ops.convert_to_numpy(temperature))
-        rows, cols, channels = self.image_shape
-        for i in range(rows):
-            for j in range(cols):
-                for c in range(channels):
-                    logits = ops.convert_to_numpy(
-                        self._logits(ops.convert_to_tensor(x), condition))
-                    logit = ops.convert_to_tensor(logits[:, i, j, c])
-                    value = ops.convert_to_numpy(
-                        self._draw(logit, ops.convert_to_tensor(u_np[:, i, j, c]),
-                                   temperature))
-                    known = keep_np[:, i, j, c] > 0
-                    x[:, i, j, c] = np.where(known, x[:, i, j, c], value)
-        return x
+    def _eager_sampler_options(self):
+        # eager (PyTorch): binary one-channel images are sampled LOOKAHEAD
+        # pixels per network call (see `_sample_row_lookahead`)
+        binary = self.distribution == "bernoulli" and self.channels == 1
+        return {"lookahead": LOOKAHEAD if binary and self.gated else 1}

@@ -48,7 +48,8 @@ def input_gradient(fn, x):
     if backend == "torch":
         import torch
 
-        xt = torch.tensor(x, requires_grad=True, device=keras.backend.get_device())
+        # on the device Keras uses (convert_to_tensor places it)
+        xt = ops.convert_to_tensor(x).detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(fn(xt), xt)
         return grad.detach().cpu().numpy().astype("float32")
     raise NotImplementedError(

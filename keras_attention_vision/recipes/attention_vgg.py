@@ -18,7 +18,8 @@ the test canvases:
 Writes `results.md`, `results.json` and `maps.png` (attention maps beside the
 Grad-CAM maps of both models, with the digit's box) under `--output-dir`.
 The recipe runs on any backend; on this project's CPU machine TensorFlow was
-the faster one (one epoch of the demo: 5 s on TF against 20 s on JAX).
+the faster one (an epoch of 1,000 40x40 canvases at width x0.125: 21 s on
+TensorFlow, 43 s on JAX).
 """
 
 import json

@@ -147,6 +147,8 @@ class AutoregressiveSampler:
         temperature = float(ops.convert_to_numpy(temperature))
         flat = x.reshape(n, -1)  # a view of x
         for p in self.sampling_order():
+            if keep_np[:, p].all():  # known in every image: nothing to draw
+                continue
             logits = ops.convert_to_numpy(self._logits(ops.convert_to_tensor(x),
                                                        condition))
             logit = logits.reshape((n, flat.shape[1]) + logits.shape[4:])[:, p]

@@ -43,3 +43,9 @@ __all__ = [
     "ShowAttendTell",
     "build_vocabulary",
 ]
+from keras_attention_vision.applications.image_transformer import (  # noqa: E402
+    ImageTransformer,
+    ImageTransformerLayer,
+)
+
+__all__ += ["ImageTransformer", "ImageTransformerLayer"]

@@ -15,11 +15,11 @@ Usage: `KERAS_BACKEND=tensorflow python benchmarks/attention_vgg.py [--width 0.2
 """
 
 import argparse
-import statistics
-import time
+from functools import partial
 
 import keras
 import numpy as np
+from _timing import describe, paired_ratio
 
 from keras_attention_vision.applications import AttentionVGG
 
@@ -42,15 +42,6 @@ def build(shape, classes, width):
     return attention, plain
 
 
-def _time(model, x, y, steps):
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -67,25 +58,17 @@ def main(argv=None):
     x = rng.uniform(size=(args.batch,) + shape).astype("float32")
     y = rng.integers(0, args.classes, size=args.batch)
     attention, plain = build(shape, args.classes, args.width)
-    for model in (attention, plain):
-        for _ in range(args.warmup):
-            model.train_on_batch(x, y)
-    ratios, t_att, t_plain = [], [], []
-    for r in range(args.rounds):
-        # alternate which model goes first in each round
-        order = [(plain, t_plain), (attention, t_att)][::1 if r % 2 == 0 else -1]
-        for model, times in order:
-            times.append(_time(model, x, y, args.steps))
-        ratios.append(t_att[-1] / t_plain[-1])
-    ratio = statistics.median(ratios)
+    result = paired_ratio(partial(attention.train_on_batch, x, y),
+                          partial(plain.train_on_batch, x, y), args.rounds,
+                          steps=args.steps, warmup=args.warmup)
+    ratio = result["ratio"]
     print(f"backend={keras.backend.backend()} input=({args.batch}, {args.size}, "
           f"{args.size}, 3) width x{args.width:g} classes={args.classes}")
     print(f"parameters: VGG-att3-concat-pc {attention.count_params():,}, "
           f"plain VGG {plain.count_params():,}")
-    print(f"VGG-att3-concat-pc fwd+bwd step: {statistics.median(t_att) * 1e3:9.1f} ms")
-    print(f"plain VGG          fwd+bwd step: {statistics.median(t_plain) * 1e3:9.1f} ms")
-    print(f"ratio att3 / plain = {ratio:.3f} (median of {args.rounds} rounds: "
-          + ", ".join(f"{r:.3f}" for r in ratios) + ")")
+    print(f"VGG-att3-concat-pc fwd+bwd step: {result['a'] * 1e3:9.1f} ms")
+    print(f"plain VGG          fwd+bwd step: {result['b'] * 1e3:9.1f} ms")
+    print(f"ratio att3 / plain = {describe(result)}")
     return ratio
 
 

@@ -11,14 +11,14 @@ of their median step times in that round.
 
 import argparse
 import os
-import statistics
-import time
+from functools import partial
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import describe, one_layer_model, paired_ratio  # noqa: E402
 
 from keras_attention_vision.layers import MaskedConv2D  # noqa: E402
 
@@ -28,22 +28,6 @@ CASES = (
     (32, 28, 1, 64, 7, "A"),
     (16, 32, 96, 96, 5, "B"),
 )
-
-
-def one_layer_model(layer, shape):
-    inputs = keras.Input(shape)
-    model = keras.Model(inputs, layer(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-    return model
-
-
-def step_times(model, x, y, steps):
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main():
@@ -63,25 +47,13 @@ def main():
         masked = one_layer_model(MaskedConv2D(filters, kernel, mask_type=mask_type), shape)
         plain = one_layer_model(keras.layers.Conv2D(filters, kernel, padding="same"),
                                 shape)
-        for model in (masked, plain):  # compile and warm up
-            step_times(model, x, y, 3)
-        timings = {"masked": [], "plain": []}
-        ratios = []
-        for _ in range(args.rounds):
-            masked_round = statistics.median(step_times(masked, x, y, args.steps))
-            plain_round = statistics.median(step_times(plain, x, y, args.steps))
-            timings["masked"].append(masked_round)
-            timings["plain"].append(plain_round)
-            ratios.append(masked_round / plain_round)
-        t_masked = statistics.median(timings["masked"])
-        t_plain = statistics.median(timings["plain"])
-        # the median of the paired per-round ratios: a slow spell of the shared
-        # machine hits both layers of a round, so it cancels in their ratio
-        ratio = statistics.median(ratios)
-        worst = max(worst, ratio)
+        result = paired_ratio(partial(masked.train_on_batch, x, y),
+                              partial(plain.train_on_batch, x, y),
+                              args.rounds, steps=args.steps, warmup=3)
+        worst = max(worst, result["ratio"])
         print(f"batch {batch}, {size}x{size}x{cin} -> {filters}, {kernel}x{kernel} "
-              f"mask {mask_type}: MaskedConv2D {1e3 * t_masked:.2f} ms, "
-              f"Conv2D {1e3 * t_plain:.2f} ms, RATIO {ratio:.3f}")
+              f"mask {mask_type}: MaskedConv2D {1e3 * result['a']:.2f} ms, "
+              f"Conv2D {1e3 * result['b']:.2f} ms, RATIO {describe(result)}")
     print(f"RATIO worst case MaskedConv2D / Conv2D: {worst:.3f}  (claim <= 1.05)")
 
 

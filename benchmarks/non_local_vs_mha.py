@@ -13,11 +13,11 @@ Usage: `KERAS_BACKEND=jax python benchmarks/non_local_vs_mha.py [--steps 5]`
 """
 
 import argparse
-import statistics
-import time
+from functools import partial
 
 import keras
 import numpy as np
+from _timing import describe, one_layer_model, paired_ratio
 
 from keras_attention_vision.layers import NonLocalBlock
 
@@ -48,30 +48,13 @@ class MHANonLocal(keras.layers.Layer):
         return x + keras.ops.reshape(y, shape)
 
 
-def _model(block, shape):
-    inputs = keras.Input(shape)
-    model = keras.Model(inputs, block(inputs))
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
-    return model
-
-
-def _time(model, x, y, steps, warmup):
-    for _ in range(warmup):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--channels", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
     keras.utils.set_random_seed(0)
@@ -80,21 +63,20 @@ def main(argv=None):
     x = rng.normal(size=(args.batch,) + shape).astype("float32")
     y = rng.normal(size=x.shape).astype("float32")
     inter = args.channels // 2
-    ours = _model(NonLocalBlock(mode="embedded_gaussian", inter_channels=inter), shape)
-    mha = _model(MHANonLocal(inter), shape)
-    # Interleave the two so that load from other processes hits both alike.
-    t_ours, t_mha = [], []
-    for _ in range(2):
-        t_mha.append(_time(mha, x, y, args.steps, args.warmup))
-        t_ours.append(_time(ours, x, y, args.steps, args.warmup))
-    t_ours, t_mha = min(t_ours), min(t_mha)
+    ours = one_layer_model(NonLocalBlock(mode="embedded_gaussian", inter_channels=inter),
+                           shape)
+    mha = one_layer_model(MHANonLocal(inter), shape)
+    result = paired_ratio(partial(ours.train_on_batch, x, y),
+                          partial(mha.train_on_batch, x, y), args.rounds,
+                          steps=args.steps, warmup=args.warmup)
+    t_ours, t_mha = result["a"], result["b"]
     print(f"backend={keras.backend.backend()} device={_device()} "
           f"input=({args.batch}, {args.size}, {args.size}, {args.channels})")
     print(f"NonLocalBlock       fwd+bwd step: {t_ours * 1e3:9.1f} ms")
     print(f"MultiHeadAttention  fwd+bwd step: {t_mha * 1e3:9.1f} ms")
-    print(f"ratio ours / MHA = {t_ours / t_mha:.3f} "
-          f"({'no slower' if t_ours <= t_mha else 'SLOWER'})")
-    return t_ours / t_mha
+    print(f"ratio ours / MHA = {describe(result)} "
+          f"({'no slower' if result['ratio'] <= 1.0 else 'SLOWER'})")
+    return result["ratio"]
 
 
 def _device():

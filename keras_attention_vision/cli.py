@@ -135,7 +135,9 @@ def _sub_args(args, module, name):
 
 def _run_benchmark(args):
     folder = pathlib.Path(args.dir)
-    scripts = sorted(p.stem for p in folder.glob("*.py")) if folder.is_dir() else []
+    # `_name.py` files are helpers the scripts import, not benchmarks
+    scripts = sorted(p.stem for p in folder.glob("*.py")
+                     if not p.stem.startswith("_")) if folder.is_dir() else []
     if not args.name:
         if not scripts:
             print(f"kav benchmark: no benchmark scripts in {folder.resolve()}")
@@ -147,7 +149,11 @@ def _run_benchmark(args):
               f"choose from {scripts}", file=sys.stderr)
         return 2
     sys.argv = [str(folder / f"{args.name}.py")]
-    runpy.run_path(sys.argv[0], run_name="__main__")
+    sys.path.insert(0, str(folder.resolve()))  # as `python benchmarks/NAME.py` does
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        sys.path.remove(str(folder.resolve()))
     return 0
 
 

@@ -58,7 +58,8 @@ def test_recipes_follow_the_interface():
 
 
 def test_benchmark_lists_runs_and_rejects(tmp_path, capsys):
-    (tmp_path / "probe.py").write_text("print('probe ran')\n")
+    (tmp_path / "_helper.py").write_text("MESSAGE = 'probe ran'\n")
+    (tmp_path / "probe.py").write_text("from _helper import MESSAGE\nprint(MESSAGE)\n")
     assert cli.main(["benchmark", "--dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.split() == ["probe"]
     assert cli.main(["benchmark", "probe", "--dir", str(tmp_path)]) == 0

@@ -27,10 +27,25 @@ so `memory_positions = mh * mw` with `mh = qh + fh (+ fh)` and
 memory positions in raster order inside the window (top-left first).
 
 Images whose sides are not multiples of the block are padded at the bottom
-and right to whole blocks (and by the flange on every side); the output is
-cropped back. Padded keys are removed with a boolean mask built from the
-image size (never detected from zero keys, never a literal -1e9: see
+and right to whole blocks; the output is cropped back. Window positions
+outside the image are removed with a boolean mask built from the image size
+(never detected from zero keys, never a literal -1e9: see
 `attention_core.attend`).
+
+## How it is computed
+
+Per image size, `_plan` makes (once, in NumPy) the raster index of every
+memory position of every block and the `(blocks, q, m)` mask. The keys and
+values of all windows are then one `take` along the pixel axis (its
+gradient one scatter-add), laid out `(batch, heads, blocks, m, dim)` for
+the batched matrix products, and the mask is a constant that broadcasts
+over batch and heads. With `causal=True` and `fh > 0`, the right flange in
+the block's own rows (hidden from every query of the block) is not computed
+at all: `m = fh * mw + qh * (fw + qw)` instead of `mh * mw` (the returned
+weights are 0 there, as before). On PyTorch the masked softmax attention
+is `keras.ops.dot_product_attention` (the fused SDPA kernel); elsewhere
+matmul / softmax / matmul in float32. The numbers are those of
+`attention_core.attend` with the boolean mask.
 
 ## Generation order (`causal=True`)
 
@@ -117,40 +132,100 @@ def _causal_mask(query_shape, memory_flange, memory_extent):
     return (r < 0) | ((r < qh) & ((c < 0) | inside))
 
 
-def _windows_index(size, block, flange, memory):
-    """Rows (or columns) of every window in the flange-padded image, and padding.
+def _memory_parts(query_shape, memory_flange, causal):
+    """The rectangles of the memory window that are computed, top to bottom.
 
-    Returns `(index, valid, pad_before, pad_after)`: `index[b, k]` is the
-    padded coordinate of the `k`-th window row of block `b`; `valid` says
-    whether it is a real row of the image.
+    Each part is `(r0, rows, c0, cols)`, relative to the block's top-left
+    pixel. When `causal` and `fh > 0`, the right flange in the block's own
+    rows comes later in the generation order for every query, so it is left
+    out of the computation (its weights are exactly 0): the window is then
+    the `fh` full rows above the block, and the block's own rows from the
+    left flange to the block's right edge. Otherwise it is one rectangle.
     """
-    blocks = _num_blocks(size, block)
-    index = np.arange(blocks)[:, None] * block + np.arange(memory)[None, :]
-    valid = (index >= flange) & (index < flange + size)
-    pad_after = (blocks - 1) * block + memory - flange - size
-    return index.astype("int32"), valid, flange, pad_after
+    (qh, qw), (fh, fw) = query_shape, memory_flange
+    mh, mw = _memory_extent(query_shape, memory_flange, causal)
+    if causal and fh > 0:
+        return ((-fh, fh, -fw, mw), (0, qh, -fw, fw + qw))
+    return ((-fh, mh, -fw, mw),)
 
 
 @functools.lru_cache(maxsize=64)
 def _plan(height, width, query_shape, memory_flange, causal):
-    """Gather indices, padding and the `(blocks, q, m)` mask for one image size.
+    """How one image size is computed: the memory gather and the mask.
 
-    The mask is True where a query may look at a memory position: a real
-    pixel (not padding) that, when `causal`, comes no later in the generation
-    order. It is `None` when nothing is masked.
+    - `index`: `(blocks, m)` int32, the raster index `row * width + col` of
+      every computed memory position of every block (the parts of
+      `_memory_parts` one after the other, raster order inside each). A
+      position outside the image points at the nearest real pixel instead:
+      it is masked, so its weight is exactly 0 and it receives no gradient,
+      and the keys and values need no padding.
+    - `bias`: `(blocks, q, m)` float32, from the boolean mask that is True
+      where a query may look (a real pixel that, when `causal`, comes no
+      later in the generation order): 0 there, the lowest float32 elsewhere
+      (see `LocalAttentionBase._attention`); `None` when nothing is masked.
+      No query row is ever fully masked (each query sees the top-left pixel
+      of its block, always real), so the softmax never needs the all-zero
+      rows of `attention_core.attention_weights`.
     """
     (qh, qw), (fh, fw) = query_shape, memory_flange
+    nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
     mh, mw = _memory_extent(query_shape, memory_flange, causal)
-    rows, valid_rows, top, bottom = _windows_index(height, qh, fh, mh)
-    cols, valid_cols, left, right = _windows_index(width, qw, fw, mw)
-    valid = valid_rows[:, None, :, None] & valid_cols[None, :, None, :]
-    mask = valid.reshape(len(rows) * len(cols), 1, mh * mw)
-    if causal:
-        mask = mask & _causal_mask(query_shape, memory_flange, (mh, mw))[None]
-    else:
-        mask = np.broadcast_to(mask, (mask.shape[0], qh * qw, mh * mw))
-    return {"rows": rows, "cols": cols, "pad": ((top, bottom), (left, right)),
-            "mask": None if mask.all() else np.ascontiguousarray(mask)}
+    causal_mask = _causal_mask(query_shape, memory_flange, (mh, mw)).reshape(
+        qh * qw, mh, mw)
+    indices, masks = [], []
+    for r0, rows, c0, cols in _memory_parts(query_shape, memory_flange, causal):
+        row = np.arange(nbh)[:, None] * qh + r0 + np.arange(rows)[None, :]
+        col = np.arange(nbw)[:, None] * qw + c0 + np.arange(cols)[None, :]
+        flat = (np.clip(row, 0, height - 1)[:, None, :, None] * width
+                + np.clip(col, 0, width - 1)[None, :, None, :])
+        indices.append(flat.reshape(nbh * nbw, rows * cols))
+        valid_rows, valid_cols = (row >= 0) & (row < height), (col >= 0) & (col < width)
+        valid = valid_rows[:, None, None, :, None] & valid_cols[None, :, None, None, :]
+        if causal:
+            valid = valid & causal_mask[None, None, :, fh + r0:fh + r0 + rows,
+                                        fw + c0:fw + c0 + cols]
+        valid = np.broadcast_to(valid, (nbh, nbw, qh * qw, rows, cols))
+        masks.append(valid.reshape(nbh * nbw, qh * qw, rows * cols))
+    mask = np.concatenate(masks, axis=-1)
+    assert mask.any(axis=-1).all()  # no fully masked query row (docstring)
+    bias = None
+    if not mask.all():
+        lowest = attention_core.lowest_value("float32")
+        bias = np.where(mask, np.float32(0.0), np.float32(lowest)).astype("float32")
+    return {"index": np.concatenate(indices, axis=-1).astype("int32"), "bias": bias}
+
+
+def _fused_attention_helps():
+    """Whether `_fused_attention` is used (PyTorch: its fused SDPA kernel).
+
+    TensorFlow's and JAX's `dot_product_attention` with a mask are the same
+    matmul / softmax / matmul as `LocalAttentionBase._attention` (and JAX on
+    CPU is faster without it), so only PyTorch gains.
+    """
+    return keras.backend.backend() == "torch"
+
+
+def _fused_attention(query, key, value, bias, scale):
+    """`(B, heads, blocks, q|m, d)` float32 -> `(B, heads, blocks, q, dv)`.
+
+    `keras.ops.dot_product_attention` with batch * heads as its batch and the
+    blocks as its heads, so the `(blocks, q, m)` float32 `bias` of `_plan`
+    broadcasts and the inputs are already in the kernel's layout. No query
+    row is fully masked (see `_plan`), so this is the masked softmax
+    attention of `LocalAttentionBase._attention`.
+    """
+    batch, heads, blocks, q, d = (ops.shape(query)[0],) + tuple(query.shape[1:])
+    m, dv = key.shape[3], value.shape[-1]
+
+    def as_bthd(t, length, dim):  # -> (B * heads, length, blocks, dim), a view
+        return ops.transpose(ops.reshape(t, (-1, blocks, length, dim)), (0, 2, 1, 3))
+
+    if bias is not None:
+        bias = ops.convert_to_tensor(bias[None])  # (1, blocks, q, m)
+    out = ops.dot_product_attention(as_bthd(query, q, d), as_bthd(key, m, d),
+                                    as_bthd(value, m, dv), bias=bias, scale=scale)
+    out = ops.transpose(out, (0, 2, 1, 3))  # (B * heads, blocks, q, dv)
+    return ops.reshape(out, (batch, heads, blocks, q, dv))
 
 
 class LocalAttentionBase(keras.layers.Layer):
@@ -236,13 +311,37 @@ class LocalAttentionBase(keras.layers.Layer):
         self.built = True
 
     def _windows(self, t, plan):
-        """`(B, H, W, heads, d)` -> `(B * blocks * heads, mh * mw, d)`."""
-        (top, bottom), (left, right) = plan["pad"]
-        t = ops.pad(t, [[0, 0], [top, bottom], [left, right], [0, 0], [0, 0]])
-        t = ops.take(t, plan["rows"], axis=1)  # (B, nbh, mh, W', heads, d)
-        t = ops.take(t, plan["cols"], axis=3)  # (B, nbh, mh, nbw, mw, heads, d)
-        t = ops.transpose(t, (0, 1, 3, 5, 2, 4, 6))
-        return ops.reshape(t, (-1, t.shape[4] * t.shape[5], t.shape[6]))
+        """`(B, H, W, heads, d)` -> `(B, heads, blocks, m, d)`: one gather.
+
+        Memory positions: the parts of `_memory_parts` one after the other,
+        raster order inside each (`_plan`). The heads move first on the
+        projection (one copy of `H * W` pixels), so that the gathered
+        windows come out in the layout of the matrix products.
+        """
+        batch, height, width, heads, d = (ops.shape(t)[0],) + tuple(t.shape[1:])
+        t = ops.reshape(ops.transpose(t, (0, 3, 1, 2, 4)),
+                        (batch, heads, height * width, d))
+        return ops.take(t, plan["index"], axis=2)
+
+    def _full_window(self, weights):
+        """`(..., q, m)` weights over the computed parts -> the whole window.
+
+        The positions left out (`_memory_parts`) get weight 0.
+        """
+        parts = _memory_parts(self._query_shape, self._memory_flange, self.causal)
+        if len(parts) == 1:
+            return weights
+        mh, mw = self.memory_extent
+        lead = tuple(weights.shape[:-1])
+        rows, start = [], 0
+        for _, part_rows, c0, cols in parts:
+            w = weights[..., start:start + part_rows * cols]
+            start += part_rows * cols
+            w = ops.reshape(w, lead + (part_rows, cols))
+            before = c0 + self._memory_flange[1]
+            pad = [[0, 0]] * len(lead) + [[0, 0], [before, mw - before - cols]]
+            rows.append(ops.reshape(ops.pad(w, pad), lead + (part_rows * mw,)))
+        return ops.concatenate(rows, axis=-1)
 
     def _local_attention(self, x, training, return_scores):
         """Channels-last `(B, H, W, C)` -> output `(B, H, W, out)`, scores or None."""
@@ -255,45 +354,61 @@ class LocalAttentionBase(keras.layers.Layer):
         plan = _plan(height, width, self._query_shape, self._memory_flange, self.causal)
         batch = ops.shape(x)[0]
 
+        # Everything is laid out (B, heads, blocks, positions, dim): the
+        # batched matrix products need no further transpose.
         query = self.query_dense(x)
-        query = ops.pad(query, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width],
-                                [0, 0], [0, 0]])
+        if (nbh * qh, nbw * qw) != (height, width):
+            query = ops.pad(query, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width],
+                                    [0, 0], [0, 0]])
         query = ops.reshape(query, (batch, nbh, qh, nbw, qw, heads, self.key_dim))
-        query = ops.transpose(query, (0, 1, 3, 5, 2, 4, 6))
-        query = ops.reshape(query, (-1, qh * qw, self.key_dim))
-        key = self._windows(self.key_dense(x), plan)
-        value = self._windows(self.value_dense(x), plan)
-        mask = plan["mask"]
-        if mask is not None:
-            blocks, q, m = mask.shape
-            mask = ops.broadcast_to(ops.convert_to_tensor(mask[:, None]),
-                                    (batch, blocks, heads, q, m))
-            mask = ops.reshape(mask, (-1, q, m))
-        # The logit scale key_dim ** -0.5 goes on the queries (q * d numbers,
-        # not the q * m logits), in float32 as the core computes.
-        query = ops.cast(query, "float32") * (float(self.key_dim) ** -0.5)
-        if training and self.dropout > 0:
-            # Attention dropout acts between the softmax and the weighted sum,
-            # so the core's two halves are composed here.
-            weights = attention_core.attention_weights(
-                attention_core.attention_logits(query, key, "dot"), "softmax", mask)
-            # (The Dropout layer computes in the policy's dtype: back to float32.)
-            dropped = ops.cast(self.dropout_layer(weights, training=training), "float32")
-            out = ops.einsum("bqk,bkc->bqc", dropped, ops.cast(value, "float32"))
+        query = ops.transpose(query, (0, 5, 1, 3, 2, 4, 6))
+        query = ops.reshape(query, (batch, heads, nbh * nbw, qh * qw, self.key_dim))
+        key = ops.cast(self._windows(self.key_dense(x), plan), "float32")
+        value = ops.cast(self._windows(self.value_dense(x), plan), "float32")
+        query = ops.cast(query, "float32")
+        scale = float(self.key_dim) ** -0.5
+        dropout = bool(training) and self.dropout > 0
+        if _fused_attention_helps() and not return_scores and not dropout:
+            out, weights = _fused_attention(query, key, value, plan["bias"], scale), None
         else:
-            out, weights = attention_core.attend(query, key, value, mask=mask,
-                                                 return_scores=return_scores)
+            # The logit scale goes on the queries (q * d numbers, not the
+            # q * m logits), in float32 as attention_core computes.
+            out, weights = self._attention(query * scale, key, value, plan, training,
+                                           dropout)
         value_dim = value.shape[-1]
-        out = ops.cast(out, self.compute_dtype)
-        out = ops.reshape(out, (batch, nbh, nbw, heads, qh, qw, value_dim))
-        out = ops.transpose(out, (0, 1, 4, 2, 5, 3, 6))
+        out = ops.cast(out, self.compute_dtype)  # (B, heads, blocks, q, dv)
+        out = ops.reshape(out, (batch, heads, nbh, nbw, qh, qw, value_dim))
+        out = ops.transpose(out, (0, 2, 4, 3, 5, 1, 6))
         out = ops.reshape(out, (batch, nbh * qh, nbw * qw, heads, value_dim))
         out = self.output_dense(out[:, :height, :width])
         if not return_scores:
             return out, None
-        weights = ops.reshape(weights, (batch, nbh * nbw, heads) + tuple(weights.shape[1:]))
-        weights = ops.transpose(weights, (0, 2, 1, 3, 4))
-        return out, ops.cast(weights, self.compute_dtype)
+        return out, ops.cast(self._full_window(weights), self.compute_dtype)
+
+    def _attention(self, query, key, value, plan, training, dropout):
+        """Float32 softmax attention over the computed memory positions.
+
+        `(B, heads, blocks, q|m, d)` -> `(B, heads, blocks, q, dv)` and the
+        weights `(B, heads, blocks, q, m)`. The same numbers as
+        `attention_core.attend` with the boolean mask: masked logits go to
+        the lowest float32 (here by adding the plan's float32 `bias`, 0 or
+        lowest, exact at the allowed positions and with a free gradient), so
+        their softmax weight is exactly 0; no query row is fully masked, so
+        no row needs zeroing afterwards.
+        """
+        # Batched matmuls (TensorFlow folds the key transpose into the
+        # BatchMatMul's adjoint flag; its gradients need no transposes).
+        logits = ops.matmul(query, ops.swapaxes(key, -1, -2))
+        if plan["bias"] is not None:
+            logits = logits + ops.convert_to_tensor(plan["bias"])
+        weights = ops.softmax(logits, axis=-1)
+        if dropout:
+            # Attention dropout acts between the softmax and the weighted sum.
+            # (The Dropout layer computes in the policy's dtype: back to float32.)
+            dropped = ops.cast(self.dropout_layer(weights, training=training), "float32")
+        else:
+            dropped = weights
+        return ops.matmul(dropped, value), weights
 
     def call(self, inputs, training=None, return_attention_scores=None):
         if return_attention_scores is None:

@@ -1,0 +1,55 @@
+"""The image-transformer recipe end to end, at tiny sizes, on the active backend."""
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from keras_attention_vision.recipes import image_transformer
+
+
+def _args(tmp_path):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output-dir", default=str(tmp_path / "out"))
+    parser.add_argument("--seed", type=int, default=0)
+    image_transformer.add_arguments(parser)
+    return parser.parse_args(["--num-layers", "1", "--hidden-size", "8",
+                              "--num-heads", "2", "--batch-size", "16"])
+
+
+def test_demo_writes_its_files_and_returns_the_documented_figures(tmp_path):
+    args = _args(tmp_path)
+    configs = {"1d": dict(attention="1d", query_length=28, memory_length=28),
+               "2d_flange0": dict(attention="2d", query_shape=(7, 7),
+                                  memory_flange=(0, 0))}
+    figures = image_transformer.demo(args, epochs=1, train_size=32, test_size=8,
+                                     configs=configs, super_resolution=True,
+                                     num_completions=2, learning_rate=1e-2)
+    assert set(figures) == {"untrained_bits_per_dim", "test_bits_per_dim",
+                            "completions_keep_given_half"}
+    assert figures["completions_keep_given_half"] is True
+    assert 0.0 < figures["test_bits_per_dim"] < 20.0
+    out = args.output_dir
+    for picture in ("completions.png", "super_resolution.png"):
+        assert os.path.getsize(os.path.join(out, picture)) > 1000
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    assert set(results["models"]) == {"1d", "2d_flange0", "super_resolution"}
+    assert results["models"]["2d_flange0"]["memory_window_positions"] == 49
+    assert results["test_size"] == 8 and results["train_size"] == 32
+    assert results["2d_flange0_test_bits_per_dim"] == figures["test_bits_per_dim"]
+
+
+def test_downscale_averages_blocks():
+    images = 4 * np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    low = image_transformer.downscale(images, 2)
+    np.testing.assert_array_equal(low[0, :, :, 0], [[10.0, 18.0], [42.0, 50.0]])
+
+
+def test_model_configs_follow_the_arguments(tmp_path):
+    args = _args(tmp_path)
+    args.flanges = [0, 3]
+    configs = image_transformer.model_configs(args)
+    assert list(configs) == ["1d", "2d_flange0", "2d_flange3"]
+    assert configs["2d_flange3"]["memory_flange"] == (3, 3)

@@ -30,7 +30,8 @@ def add_arguments(parser):
     parser.add_argument("--attention", nargs="+", default=["soft", "hard"],
                         choices=["soft", "hard"], help="which models to train")
     parser.add_argument("--lambda", dest="attention_regularization", type=float,
-                        default=1.0, help="doubly stochastic regularisation weight")
+                        default=0.1, help="doubly stochastic regularisation weight "
+                        "(the paper: 1; see applications/show_attend_tell/README.md)")
 
 
 def _data(args):

@@ -4,33 +4,10 @@ Used by the causality tests: the gradient of one output pixel with respect to
 the input image says which input pixels reach it.
 """
 
-import keras
 import numpy as np
 
-
-def input_gradient(fn, x):
-    """Returns d fn(x) / dx as a NumPy array (`fn` returns a scalar tensor)."""
-    x = np.asarray(x, dtype="float32")
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = fn(xt)
-        return tape.gradient(y, xt).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(fn)(jax.numpy.asarray(x)))
-    if backend == "torch":
-        import torch
-
-        xt = torch.tensor(x, requires_grad=True)
-        (grad,) = torch.autograd.grad(fn(xt), xt)
-        return grad.detach().cpu().numpy()
-    raise NotImplementedError(backend)
+# The package's own backend-agnostic input gradient (FGSM uses it too).
+from keras_attention_vision.adversarial import input_gradient  # noqa: F401
 
 
 def randomize_weights(layer_or_model, seed=0):

@@ -125,6 +125,22 @@ class ImageTransformerLayer(keras.layers.Layer):
         ff = self.ffn_output(self.ffn_hidden(h))
         return self.ffn_norm(h + self.dropout_layer(ff, training=training))
 
+    def inference_step(self, h, attended, encoded=None):
+        """`call` at inference, running the sub-layers' `call` directly.
+
+        Skips `Layer.__call__` (its bookkeeping costs more than the tiny
+        tensors of one sampling step on eager PyTorch); no dropout. Needs a
+        built layer whose compute dtype is its variable dtype.
+        """
+        h = self.attention_norm.call(h + attended)
+        if self.cross_attention:
+            shape = ops.shape(h)
+            flat = ops.reshape(h, (shape[0], -1, self.hidden_size))
+            crossed = ops.reshape(self.cross(flat, encoded, training=False), shape)
+            h = self.cross_norm.call(h + crossed)
+        ff = self.ffn_output.call(self.ffn_hidden.call(h))
+        return self.ffn_norm.call(h + ff)
+
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape
 
@@ -173,7 +189,9 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
     values of every layer are cached, and each step computes one position per
     layer, attending to the cached memory window of its query block
     (compiled with `tf.function` + XLA on TensorFlow and `jax.jit` on JAX;
-    eager under `torch.no_grad` on PyTorch). `naive=True` runs the whole
+    eager under `torch.no_grad` and one intra-op thread on PyTorch, whose
+    parallel kernels only slow down the tiny tensors of a step). `naive=True`
+    runs the whole
     model per sub-pixel instead; both give the same samples for a seed.
 
     The model is channels-last inside whatever
@@ -224,6 +242,9 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
     samples = model.sample(4, seed=0)
     ```
     """
+
+    # PyTorch eager sampler: every step computes one position per image
+    eager_sampler_threads = 1
 
     def __init__(self, input_shape=(28, 28, 1), attention="2d", num_layers=4,
                  hidden_size=64, num_heads=4, filter_size=None, query_shape=(8, 8),
@@ -535,6 +556,19 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
         dtype = self.compute_dtype
         zeros = ops.zeros((n, prow, pcol, heads, key_dim), dtype)
         cache = ([zeros] * self.num_layers, [zeros] * self.num_layers)
+        # Eager PyTorch: call the sub-layers' `call` directly; `Layer.__call__`
+        # costs more than the step's tiny tensors (not under mixed precision,
+        # where `__call__` casts the variables).
+        direct = (keras.backend.backend() == "torch"
+                  and self.compute_dtype == self.variable_dtype)
+
+        def run(layer):
+            return layer.call if direct else layer
+
+        def tail_step(tail, h, attended):
+            if direct:
+                return tail.inference_step(h, attended, encoded)
+            return tail(h, attended, encoded, training=False)
 
         def body(t, state):
             x, keys, values = state
@@ -543,7 +577,7 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
             value = ops.take(ops.reshape(x, (n, self.num_dims)), q, axis=1)
             token = ops.cast(value, "int32") + CATEGORIES * (q % self.channels)
             first = ops.cast(ops.greater(t, 0), dtype)
-            h = self.embedding(token) * first + ops.take(positions, p, axis=0)[None]
+            h = run(self.embedding)(token) * first + ops.take(positions, p, axis=0)[None]
             if classes is not None:
                 h = h + classes
             h = ops.reshape(h, (n, 1, 1, d))
@@ -554,8 +588,8 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
             visible = ops.reshape(visible, (1, 1, mh * mw))
             new_keys, new_values = [], []
             for i, (layer, tail) in enumerate(zip(self.attentions, self.tails)):
-                k = ops.slice_update(keys[i], at, layer.key_dense(h))
-                v = ops.slice_update(values[i], at, layer.value_dense(h))
+                k = ops.slice_update(keys[i], at, run(layer.key_dense)(h))
+                v = ops.slice_update(values[i], at, run(layer.value_dense)(h))
                 new_keys.append(k)
                 new_values.append(v)
 
@@ -564,13 +598,13 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
                     w = ops.transpose(w, (0, 3, 1, 2, 4))
                     return ops.reshape(w, (n * heads, mh * mw, key_dim))
 
-                query = ops.reshape(layer.query_dense(h), (n * heads, 1, key_dim))
+                query = ops.reshape(run(layer.query_dense)(h), (n * heads, 1, key_dim))
                 out, _ = attention_core.attend(query, window(k), window(v),
                                                scale=float(key_dim) ** -0.5,
                                                mask=visible)
                 out = ops.reshape(ops.cast(out, dtype), (n, 1, 1, heads, key_dim))
-                h = tail(h, layer.output_dense(out), encoded, training=False)
-            logit = self.head(h)[:, 0, 0]
+                h = tail_step(tail, h, run(layer.output_dense)(out))
+            logit = run(self.head)(h)[:, 0, 0]
             index_mask = ops.reshape(ops.cast(ops.equal(flat_ids, p), "float32"),
                                      (1,) + self.image_shape)
             x = self._fill(x, keep, u, temperature, logit, index_mask)

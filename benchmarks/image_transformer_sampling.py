@@ -3,9 +3,9 @@
 Claim checked, timed in this one run on the same machine: sampling 28x28 grey
 images, the fast sampler (keys and values cached, one position per layer per
 sub-pixel; compiled with tf.function + XLA on TensorFlow, jax.jit on JAX,
-eager under torch.no_grad on PyTorch) is faster than the naive loop that runs
-the whole model eagerly for every sub-pixel, and gives the same samples for
-the same seed.
+eager under torch.no_grad with one intra-op thread on PyTorch) is faster
+than the naive loop that runs the whole model eagerly for every sub-pixel,
+and gives the same samples for the same seed.
 
 The naive loop takes long on 784 sub-pixels, so it is timed over the first
 `--naive-pixels` sub-pixels only (the rest kept, i.e. `complete` with all

@@ -315,6 +315,28 @@ class AutoregressiveImageModel(AutoregressiveSampler):
             return ops.cast(images, "float32")
         return ops.cast(ops.round(ops.cast(images, "float32")), "int32")
 
+    def _check_image_values(self, images):
+        """Raises a `ValueError` when NumPy images lie outside the distribution's values.
+
+        `"bernoulli"` models take images in {0, 1}; `"categorical"` ones values
+        in [0, 255]. Other values would give a meaningless (even negative)
+        loss. Only concrete (NumPy) arrays are checked.
+        """
+        if not isinstance(images, np.ndarray) or images.size == 0:
+            return
+        if self.distribution == "bernoulli":
+            bad = ~np.isin(images, (0, 1))
+            expected = "binary images with values in {0, 1}"
+        else:
+            bad = (images < 0) | (images > 255)
+            expected = "images with values in [0, 255]"
+        if bad.any():
+            raise ValueError(
+                f"{type(self).__name__} with distribution={self.distribution!r} takes "
+                f"{expected}. Received: images with values in "
+                f"[{images.min():g}, {images.max():g}], e.g. {images[bad].flat[0]:g}"
+            )
+
     def _images_as_targets(self, method, args, kwargs):
         """`(args, kwargs)` of `fit` / `evaluate` with `y` set to the images.
 
@@ -325,6 +347,7 @@ class AutoregressiveImageModel(AutoregressiveSampler):
         bound = inspect.signature(method).bind(*args, **kwargs)
         arguments = bound.arguments
         x = arguments.get("x")
+        self._check_image_values(x[0] if isinstance(x, (list, tuple)) else x)
         if arguments.get("class_weight") is not None and arguments.get("y") is None:
             raise ValueError(
                 f"{type(self).__name__} is trained on images alone, so Keras has no "
@@ -368,6 +391,7 @@ class AutoregressiveImageModel(AutoregressiveSampler):
         other `conditions` (arrays with one row per image) as in `sample`.
         """
         images = np.asarray(images)
+        self._check_image_values(images)
         out = []
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size].astype("float32")

@@ -276,3 +276,20 @@ class PixelCNNTest(testing.TestCase):
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):
         _small(**kwargs)
+
+
+def test_images_outside_the_distribution_are_refused():
+    binary = PixelCNN(input_shape=(4, 4, 1), num_layers=1, filters=4)
+    binary.compile(optimizer="sgd")
+    eight_bit = np.full((2, 4, 4, 1), 255.0, "float32")
+    with pytest.raises(ValueError, match=r"values in \{0, 1\}.*\[255, 255\]"):
+        binary.evaluate(eight_bit, verbose=0)
+    with pytest.raises(ValueError, match="values in"):
+        binary.fit(eight_bit, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="values in"):
+        binary.log_prob(eight_bit)
+    grey = PixelCNN(input_shape=(4, 4, 1), num_layers=1, filters=4,
+                    distribution="categorical")
+    with pytest.raises(ValueError, match=r"\[0, 255\]. Received: .*e.g. 300"):
+        grey.log_prob(np.full((1, 4, 4, 1), 300.0, "float32"))
+    assert np.isfinite(binary.log_prob(np.ones((1, 4, 4, 1), "float32"))).all()

@@ -70,6 +70,25 @@ def paired_ratio(step_a, step_b, rounds, steps=1, warmup=2):
             "b": statistics.median(times["b"])}
 
 
+def first_and_warm(fn, repeats):
+    """Calls `fn` once cold, then `repeats` times warm.
+
+    Returns:
+        `(output of the first call, its seconds (tracing and compiling
+        included), median seconds of the warm calls)`; with `repeats=0` the
+        warm time is the first call's.
+    """
+    start = time.perf_counter()
+    out = fn()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return out, first, statistics.median(times) if times else first
+
+
 def describe(result):
     """`'0.912 (median of 5 rounds, range 0.85-1.02)'` for a `paired_ratio` result."""
     return (f"{result['ratio']:.3f} (median of {len(result['ratios'])} rounds, "

@@ -23,28 +23,15 @@ compiling saves (`--skip-full` leaves it out).
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import first_and_warm as timed  # noqa: E402
 
 from keras_attention_vision.applications import ImageTransformer  # noqa: E402
-
-
-def timed(fn, repeats):
-    start = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return out, first, statistics.median(times) if times else first
 
 
 def main():

@@ -1,5 +1,8 @@
 """Loss reduction shared by the models' `compute_loss` overrides."""
 
+import inspect
+
+import numpy as np
 from keras import ops
 
 
@@ -24,3 +27,46 @@ def weighted_mean(values, sample_weight=None):
         return ops.mean(values)
     sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
     return ops.mean(values * sample_weight)
+
+
+class InputsOnlyFitMixin:
+    """`fit` / `evaluate` that keep `sample_weight` for models trained on `x` alone.
+
+    Keras pairs `sample_weight` with the targets and drops it, silently, when
+    `y` is None (`fit(images, sample_weight=w)`). A model whose loss reads no
+    targets (a GAN, an autoregressive image model) mixes this in before
+    `keras.Model`: when weights come without `y`, the inputs are passed as
+    `y` (never read) to carry them. `class_weight` needs class targets, so
+    without `y` it is refused. `_check_fit_inputs(x)` is called first; models
+    override it to validate concrete inputs. Arrays and tensors get the
+    placeholder targets; a dataset or generator must yield
+    `(x, anything, sample_weight)` itself.
+    """
+
+    def _check_fit_inputs(self, x):
+        """Hook: validate the `x` given to `fit` / `evaluate` (default: nothing)."""
+
+    def _inputs_as_targets(self, method, args, kwargs):
+        bound = inspect.signature(method).bind(*args, **kwargs)
+        arguments = bound.arguments
+        x = arguments.get("x")
+        self._check_fit_inputs(x)
+        if arguments.get("class_weight") is not None and arguments.get("y") is None:
+            raise ValueError(
+                f"{type(self).__name__} is trained on its inputs alone, so Keras has no "
+                "class targets to apply `class_weight` to; pass per-example "
+                "`sample_weight` instead. "
+                f"Received: class_weight={arguments['class_weight']!r}"
+            )
+        if arguments.get("y") is None and arguments.get("sample_weight") is not None \
+                and (isinstance(x, (np.ndarray, list, tuple)) or ops.is_tensor(x)):
+            arguments["y"] = x[0] if isinstance(x, (list, tuple)) else x
+        return bound.args, bound.kwargs
+
+    def fit(self, *args, **kwargs):
+        args, kwargs = self._inputs_as_targets(super().fit, args, kwargs)
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        args, kwargs = self._inputs_as_targets(super().evaluate, args, kwargs)
+        return super().evaluate(*args, **kwargs)

@@ -40,14 +40,13 @@ give the same samples for the same seed (up to float rounding at a CDF
 boundary, which the tests do not meet).
 """
 
-import inspect
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_attention_vision.layers.validation import check_positive_int
-from keras_attention_vision.losses import weighted_mean
+from keras_attention_vision.losses import InputsOnlyFitMixin, weighted_mean
 from keras_attention_vision.metrics import LN2, image_nll
 
 
@@ -293,16 +292,17 @@ class AutoregressiveSampler:
                              naive=naive, **conditions)
 
 
-class AutoregressiveImageModel(AutoregressiveSampler):
+class AutoregressiveImageModel(InputsOnlyFitMixin, AutoregressiveSampler):
     """Mixin: training and likelihood of an autoregressive image model, plus sampling.
 
     On top of `AutoregressiveSampler`, for a `keras.Model` that is trained on
     images alone: the loss is the NLL in nats per dimension (`image_nll` of
     `keras_attention_vision.metrics`), reduced as Keras's losses reduce
     (`weighted_mean`: `sum(nll * w) / batch_size`), and `bits_per_dim_metric`
-    (a `BitsPerDim`) is updated with the sample weights. Keras drops
-    `sample_weight` when `y` is None, so `fit` / `evaluate` pass the images as
-    `y` (the loss never reads it). The model also implements:
+    (a `BitsPerDim`) is updated with the sample weights. `fit` / `evaluate`
+    keep `sample_weight` without targets (`losses.InputsOnlyFitMixin`) and
+    refuse images outside the distribution's values. The model also
+    implements:
 
     - `distribution`: `"bernoulli"` or `"categorical"` (see `image_nll`);
     - `num_dims`: sub-pixels per image;
@@ -337,36 +337,8 @@ class AutoregressiveImageModel(AutoregressiveSampler):
                 f"[{images.min():g}, {images.max():g}], e.g. {images[bad].flat[0]:g}"
             )
 
-    def _images_as_targets(self, method, args, kwargs):
-        """`(args, kwargs)` of `fit` / `evaluate` with `y` set to the images.
-
-        Keras pairs `sample_weight` with `y` and drops it, silently, when `y`
-        is None (`fit(images, sample_weight=w)`). The loss never reads `y`, so
-        the images are passed as `y` to carry the weights through.
-        """
-        bound = inspect.signature(method).bind(*args, **kwargs)
-        arguments = bound.arguments
-        x = arguments.get("x")
+    def _check_fit_inputs(self, x):
         self._check_image_values(x[0] if isinstance(x, (list, tuple)) else x)
-        if arguments.get("class_weight") is not None and arguments.get("y") is None:
-            raise ValueError(
-                f"{type(self).__name__} is trained on images alone, so Keras has no "
-                "class targets to apply `class_weight` to; pass per-image "
-                "`sample_weight` instead (e.g. the weight of each image's label). "
-                f"Received: class_weight={arguments['class_weight']!r}"
-            )
-        if arguments.get("y") is None and arguments.get("sample_weight") is not None \
-                and (isinstance(x, (np.ndarray, list, tuple)) or ops.is_tensor(x)):
-            arguments["y"] = x[0] if isinstance(x, (list, tuple)) else x
-        return bound.args, bound.kwargs
-
-    def fit(self, *args, **kwargs):
-        args, kwargs = self._images_as_targets(super().fit, args, kwargs)
-        return super().fit(*args, **kwargs)
-
-    def evaluate(self, *args, **kwargs):
-        args, kwargs = self._images_as_targets(super().evaluate, args, kwargs)
-        return super().evaluate(*args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
                      training=True):

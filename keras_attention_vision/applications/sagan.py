@@ -6,12 +6,11 @@ with a plain `fit(images)` on TensorFlow, JAX and PyTorch (see `SAGAN`).
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
-from keras_attention_vision.losses import weighted_mean
+from keras_attention_vision.losses import InputsOnlyFitMixin, weighted_mean
 from keras_attention_vision.saving import SeedStateMixin
 
 # Both networks are channels-last inside, whatever
@@ -150,19 +149,8 @@ def hinge_generator_loss(fake_scores, sample_weight=None):
     return -weighted_mean(_per_example(fake_scores), sample_weight)
 
 
-def _placeholder_targets(y, sample_weight):
-    """Targets that carry `sample_weight` through Keras's data adapters.
-
-    `keras.Model.fit(x, sample_weight=w)` without `y` silently drops `w`
-    (`pack_x_y_sample_weight` returns `x` alone); the GAN reads no targets.
-    """
-    if y is not None or sample_weight is None:
-        return y
-    return np.zeros((np.shape(sample_weight)[0],), "float32")
-
-
 @kav_export("keras_attention_vision.applications.SAGAN")
-class SAGAN(SeedStateMixin, keras.Model):
+class SAGAN(SeedStateMixin, InputsOnlyFitMixin, keras.Model):
     """A generator and a discriminator trained with the hinge loss by `fit`.
 
     `fit(images)` (images in `[-1, 1]`, no labels) performs, per batch, one
@@ -192,8 +180,9 @@ class SAGAN(SeedStateMixin, keras.Model):
     `i`-th generated image's terms take row `i`'s weight (a row of weight 0
     removes its real image and its generated partner). Keras's array
     adapters drop `sample_weight` when there are no targets, so `fit` and
-    `evaluate` give array weights placeholder targets (zeros, never read);
-    a dataset must yield `(images, anything, weights)`.
+    `evaluate` pass the images as targets (never read) when weights come
+    without them (`losses.InputsOnlyFitMixin`); a dataset must yield
+    `(images, anything, weights)`.
 
     The state of the latent sampler is saved in `.keras` files, so training
     resumed after `keras.saving.load_model` draws the latent vectors that
@@ -243,14 +232,6 @@ class SAGAN(SeedStateMixin, keras.Model):
 
     def build(self, input_shape):
         self.built = True
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        y = _placeholder_targets(y, kwargs.get("sample_weight"))
-        return super().fit(x, y, *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        y = _placeholder_targets(y, kwargs.get("sample_weight"))
-        return super().evaluate(x, y, *args, **kwargs)
 
     def call(self, images, training=None):
         return self.discriminator(images, training=training)

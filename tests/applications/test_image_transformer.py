@@ -11,9 +11,8 @@ from keras import ops
 from keras_attention_vision.applications import ImageTransformer
 from keras_attention_vision.layers.local_self_attention import generation_order
 from tests import testing
+from tests.applications.bits_per_dim_reference import LN2, categorical_bits_per_dim
 from tests.layers.input_gradients import input_gradient, randomize_weights
-
-LN2 = np.log(2.0)
 
 
 def _tiny(**kwargs):
@@ -31,14 +30,6 @@ def _shake(model, seed=0, scale=1.0):
 
 def _images(n, shape=(4, 4, 1), seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n,) + shape).astype("float32")
-
-
-def _np_bits_per_dim(images, logits):
-    z = logits.astype("float64")
-    z = z - z.max(-1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    picked = np.take_along_axis(log_p, images.astype("int64")[..., None], -1)[..., 0]
-    return -picked.reshape(len(images), -1).sum(-1) / (images[0].size * LN2)
 
 
 class ImageTransformerTest(testing.TestCase):
@@ -113,7 +104,7 @@ class ImageTransformerTest(testing.TestCase):
         self.assertLess(history.history["loss"][-1], history.history["loss"][0])
         logits = testing.to_numpy(model(x))
         self.assertEqual(logits.shape, (8, 4, 4, 1, 256))
-        bpd = _np_bits_per_dim(x, logits)
+        bpd = categorical_bits_per_dim(x, logits)
         results = model.evaluate(x, batch_size=8, verbose=0, return_dict=True)
         self.assertAllClose(results["bits_per_dim"], bpd.mean(), rtol=1e-4)
         self.assertAllClose(model.bits_per_dim(x), bpd.mean(), rtol=1e-4)

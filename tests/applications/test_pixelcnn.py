@@ -10,28 +10,17 @@ from keras import ops
 
 from keras_attention_vision.applications import PixelCNN
 from tests import testing
+from tests.applications.bits_per_dim_reference import (
+    LN2,
+    bernoulli_bits_per_dim,
+    categorical_bits_per_dim,
+)
 from tests.layers.input_gradients import input_gradient, randomize_weights
-
-LN2 = np.log(2.0)
 
 
 def _binary_images(n, size=6, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.uniform(size=(n, size, size, 1)) < 0.4).astype("float32")
-
-
-def _np_bernoulli_bits_per_dim(images, logits):
-    p = 1.0 / (1.0 + np.exp(-logits.astype("float64")))
-    ll = images * np.log(p) + (1 - images) * np.log(1 - p)
-    return -ll.reshape(len(images), -1).sum(-1) / (images[0].size * LN2)
-
-
-def _np_categorical_bits_per_dim(images, logits):
-    z = logits.astype("float64")
-    z = z - z.max(-1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    picked = np.take_along_axis(log_p, images.astype("int64")[..., None], -1)[..., 0]
-    return -picked.reshape(len(images), -1).sum(-1) / (images[0].size * LN2)
 
 
 def _small(**kwargs):
@@ -50,7 +39,7 @@ class PixelCNNTest(testing.TestCase):
         self.assertLess(losses[-1], losses[0])
         self.assertIn("bits_per_dim", history.history)
         logits = testing.to_numpy(model(x))
-        expected = _np_bernoulli_bits_per_dim(x, logits)
+        expected = bernoulli_bits_per_dim(x, logits)
         results = model.evaluate(x, batch_size=32, verbose=0, return_dict=True)
         self.assertAllClose(results["bits_per_dim"], expected.mean(), rtol=1e-4)
         self.assertAllClose(results["loss"], expected.mean() * LN2, rtol=1e-4)
@@ -67,7 +56,7 @@ class PixelCNNTest(testing.TestCase):
         self.assertEqual(logits.shape, (4, 4, 4, 3, 256))
         results = model.evaluate(x, verbose=0, return_dict=True)
         self.assertAllClose(results["bits_per_dim"],
-                            _np_categorical_bits_per_dim(x, logits).mean(), rtol=1e-4)
+                            categorical_bits_per_dim(x, logits).mean(), rtol=1e-4)
 
     def test_whole_model_is_causal_over_subpixels(self):
         model = PixelCNN(input_shape=(4, 4, 3), num_layers=2, filters=6,
@@ -203,7 +192,7 @@ class PixelCNNTest(testing.TestCase):
         testing.perturb_weights(model)
         model.compile(optimizer="sgd")
         logits = testing.to_numpy(model(x))
-        nats = _np_bernoulli_bits_per_dim(x, logits) * LN2  # nats per dimension
+        nats = bernoulli_bits_per_dim(x, logits) * LN2  # nats per dimension
         # sum(loss * w) / batch_size: half the mean loss of the first two images
         expected = 0.5 * nats[:2].mean()
         loss = model.compute_loss(x=ops.convert_to_tensor(x), y_pred=model(x),

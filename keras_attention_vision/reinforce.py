@@ -17,6 +17,7 @@ import keras
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.distribution import cross_replica_sum, global_batch_draw
 from keras_attention_vision.distributions import check_backend, get_distributions
 from keras_attention_vision.layers.validation import (
     check_bool,
@@ -185,7 +186,11 @@ class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
             mean = ops.clip(mean, -1.0, 1.0)
         sample = bool(training) if sample is None else sample
         if sample:
-            noise = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+            # Under tf.distribute each replica takes its own rows of one draw
+            # for the global batch (distribution.global_batch_draw).
+            noise = global_batch_draw(
+                lambda shape: keras.random.normal(shape, seed=self.seed_generator),
+                ops.shape(mean))
             location = ops.stop_gradient(mean + self.std * noise)
         else:
             location = ops.stop_gradient(mean)
@@ -259,6 +264,10 @@ class MovingAverageBaseline(keras.layers.Layer):
 
     Returns:
         The baseline before the update, broadcast to `(B,)`, float32.
+
+    Under `tf.distribute` the two sums are all-reduced over the replicas, so
+    the average follows the mean reward of the global batch and stays the
+    same on every replica (as one device would compute it).
     """
 
     def __init__(self, momentum=0.9, **kwargs):
@@ -277,20 +286,29 @@ class MovingAverageBaseline(keras.layers.Layer):
         return config
 
     def build(self, input_shape=None):
+        # Every replica computes the same update from global sums (see call),
+        # so tf.distribute keeps the first replica's copy.
         self.value = self.add_weight(shape=(), initializer="zeros", trainable=False,
-                                     dtype="float32", name="value")
+                                     dtype="float32", name="value",
+                                     aggregation="only_first_replica")
         self.built = True
 
     def call(self, rewards, training=None, sample_weight=None):
         rewards = ops.cast(ops.stop_gradient(rewards), "float32")
         out = ops.zeros_like(rewards) + ops.convert_to_tensor(self.value)
         if training:
+            # The mean over the global batch: under tf.distribute the sums are
+            # all-reduced over the replicas, so every replica's copy gets the
+            # same value (on one device and under JAX's keras.distribution the
+            # batch is global already).
             if sample_weight is None:
-                mean, total = ops.mean(rewards), 1.0
+                weights = ops.ones_like(rewards)
             else:
                 weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-                total = ops.sum(weights)
-                mean = ops.sum(weights * rewards) / ops.maximum(total, 1e-12)
+            sums = cross_replica_sum(ops.stack([ops.sum(weights * rewards),
+                                                ops.sum(weights)]))
+            total = sums[1]
+            mean = sums[0] / ops.maximum(total, 1e-12)
             updated = self.momentum * out[0] + (1.0 - self.momentum) * mean
             self.value.assign(ops.where(total > 0, updated, out[0]))
         return out

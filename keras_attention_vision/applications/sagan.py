@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.distribution import global_batch_draw
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
 from keras_attention_vision.losses import InputsOnlyFitMixin, weighted_mean
 from keras_attention_vision.saving import SeedStateMixin
@@ -240,7 +241,9 @@ class SAGAN(SeedStateMixin, InputsOnlyFitMixin, keras.Model):
                      training=True):
         real_scores = y_pred if y_pred is not None else self(x, training=training)
         batch = ops.shape(real_scores)[0]
-        z = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
+        z = global_batch_draw(  # each tf.distribute replica: its rows of one draw
+            lambda shape: keras.random.normal(shape, seed=self.seed_generator),
+            (batch, self.latent_dim))
         fake = self.generator(z, training=training)
         # The discriminator's spectral normalisation updates its kernels in
         # place on its first call of the step (the trainer's `self(x)`); the

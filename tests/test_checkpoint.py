@@ -1,0 +1,116 @@
+"""`recipes/_checkpoint.py`: a run killed mid-epoch and resumed ends as an uninterrupted one."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from keras_attention_vision.recipes import _checkpoint
+
+#: A small training run: dropout (a layer's SeedGenerator), Keras's global
+#: SeedGenerator (noise added in the loss), a cosine learning-rate schedule
+#: (optimizer step counter), Adam moments, shuffling. `KILL_AT = (epoch, batch)`
+#: kills the process (SIGKILL) after that batch.
+SCRIPT = textwrap.dedent("""
+    import argparse, os, signal, sys
+    import keras
+    import numpy as np
+    from keras_attention_vision.recipes import _checkpoint
+
+    class Noisy(keras.layers.Layer):
+        def call(self, x, training=False):
+            return x + 0.1 * keras.random.normal(keras.ops.shape(x)) if training else x
+
+    class Kill(keras.callbacks.Callback):
+        def __init__(self, at):
+            super().__init__()
+            self.at, self.epoch = at, None
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_end(self, batch, logs=None):
+            if self.at and (self.epoch, batch) == self.at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def run(checkpoint_dir, kill_at=None, epochs=4):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dropout(0.3, seed=1), Noisy(),
+                                  keras.layers.Dense(1)])
+        schedule = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=epochs * 8)
+        model.compile(keras.optimizers.Adam(schedule), "mse")
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(128, 6)).astype("float32")
+        y = x.sum(-1, keepdims=True)
+        args = argparse.Namespace(seed=5, checkpoint_dir=checkpoint_dir)
+        history = _checkpoint.fit(model, x, y, args=args, name="probe", epochs=epochs,
+                                  batch_size=16, verbose=0, callbacks=[Kill(kill_at)])
+        return [w.copy() for w in model.get_weights()], history.history
+
+    if __name__ == "__main__":
+        run(sys.argv[1], kill_at=(2, 3))
+""")
+
+
+@pytest.fixture
+def probe(tmp_path, monkeypatch):
+    path = tmp_path / "resume_probe.py"
+    path.write_text(SCRIPT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import resume_probe
+
+    yield path, resume_probe
+    sys.modules.pop("resume_probe", None)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, probe):
+    path, module = probe
+    checkpoints = tmp_path / "checkpoints"
+    killed = subprocess.run([sys.executable, str(path), str(checkpoints)],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # killed in epoch 3 of 4
+    assert _checkpoint.progress(str(checkpoints)) == {"probe": 2}
+
+    resumed, resumed_history = module.run(str(checkpoints))
+    uninterrupted, history = module.run(None)
+    difference = max(float(np.max(np.abs(a - b))) for a, b in zip(resumed, uninterrupted))
+    assert difference == 0.0, f"max weight difference {difference}"
+    assert resumed_history == history  # epochs 1-2 restored from the checkpoint
+    assert len(history["loss"]) == 4
+    # a second run after the end loads the final weights and trains nothing
+    again, _ = module.run(str(checkpoints))
+    assert all(np.array_equal(a, b) for a, b in zip(again, uninterrupted))
+
+
+def _args(tmp_path, **options):
+    out = tmp_path / "out"
+    return argparse.Namespace(output_dir=str(out), checkpoint_dir=str(out / "checkpoints"),
+                              seed=0, epochs=3, **options)
+
+
+def test_prepare_run_resumes_refuses_and_restarts(tmp_path):
+    args = _args(tmp_path)
+    assert _checkpoint.prepare_run(args) is None  # a new run
+    run = json.loads((tmp_path / "out" / "checkpoints" / "run.json").read_text())
+    assert run["options"] == {"epochs": 3, "seed": 0} and not run["finished"]
+    message = _checkpoint.prepare_run(args)
+    assert message.startswith("kav train: resuming the run in")
+    with pytest.raises(_checkpoint.RunStateError, match="--epochs 3"):
+        _checkpoint.prepare_run(argparse.Namespace(**{**vars(args), "epochs": 5}))
+    _checkpoint.finish_run(args)
+    with pytest.raises(_checkpoint.RunStateError, match="finished run; use --restart"):
+        _checkpoint.prepare_run(args)
+    assert "deleted the checkpoints" in _checkpoint.prepare_run(args, restart=True)
+
+
+def test_prepare_run_keeps_results_made_without_checkpoints(tmp_path):
+    args = _args(tmp_path)
+    os.makedirs(args.output_dir)
+    (tmp_path / "out" / "results.json").write_text("{}")
+    with pytest.raises(_checkpoint.RunStateError, match=r"earlier run \(results.json\)"):
+        _checkpoint.prepare_run(args)
+    _checkpoint.prepare_run(args, restart=True)

@@ -13,10 +13,10 @@ Run: `KERAS_BACKEND=tensorflow python benchmarks/glimpse_sensor_vs_loop.py`
 """
 
 import math
-import time
 
 import keras
 import numpy as np
+from _timing import describe, paired_ratio
 from keras import ops
 
 from keras_attention_vision.layers import GlimpseSensor
@@ -69,15 +69,12 @@ def compiled(sensor):
     return lambda x, loc: sensor([x, loc])  # torch: eager
 
 
-def timeit(fn, repeats):
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _synced(fn):
+    """`fn` followed by a host copy of its result (waits for async backends)."""
+    def step():
         result = fn()
-        ops.convert_to_numpy(result) if not isinstance(result, np.ndarray) else result
-        best = min(best, time.perf_counter() - start)
-    return best
+        return result if isinstance(result, np.ndarray) else ops.convert_to_numpy(result)
+    return step
 
 
 def main():
@@ -91,19 +88,27 @@ def main():
     np.testing.assert_allclose(ours, loop_numpy(images_np, locations_np), atol=1e-5)
     np.testing.assert_allclose(ops.convert_to_numpy(loop_keras(images, locations_np)),
                                ours, atol=1e-5)
-    t_ours = timeit(lambda: fast(images, locations), 20)
-    t_eager = timeit(lambda: sensor([images, locations]), 5)
-    t_loop = timeit(lambda: loop_keras(images, locations_np), 2)
-    t_numpy = timeit(lambda: loop_numpy(images_np, locations_np), 3)
+    ours_step = _synced(lambda: fast(images, locations))
+    # Each baseline against the compiled sensor in alternating rounds: ratio
+    # baseline / ours, median of the per-round ratios with their range.
+    rounds = {
+        "GlimpseSensor eager    ": paired_ratio(_synced(lambda: sensor([images, locations])),
+                                                ours_step, rounds=5, warmup=1),
+        "loop (keras ops, eager)": paired_ratio(
+            _synced(lambda: loop_keras(images, locations_np)), ours_step, rounds=3,
+            warmup=1),
+        "loop (NumPy)           ": paired_ratio(
+            lambda: loop_numpy(images_np, locations_np), ours_step, rounds=3, warmup=1),
+    }
     print(f"backend {keras.backend.backend()}: batch {BATCH}, {SCALES} scales of "
           f"{PATCH}x{PATCH} on {SIZE}x{SIZE}")
+    t_ours = rounds["loop (keras ops, eager)"]["b"]
     print(f"  GlimpseSensor compiled : {1e3 * t_ours:8.2f} ms")
-    print(f"  GlimpseSensor eager    : {1e3 * t_eager:8.2f} ms")
-    print(f"  loop (keras ops, eager): {1e3 * t_loop:8.2f} ms  -> ratio {t_loop / t_ours:6.1f}x")
-    print(f"  loop (NumPy)           : {1e3 * t_numpy:8.2f} ms  -> ratio {t_numpy / t_ours:6.1f}x")
+    for name, result in rounds.items():
+        print(f"  {name}: {1e3 * result['a']:8.2f} ms  -> ratio {describe(result)}")
+    loop_ratio = rounds["loop (keras ops, eager)"]["ratio"]
     print(f"  claim >= 10x vs the per-sample keras loop: "
-          f"{'holds' if t_loop / t_ours >= 10 else 'FAILS'}")
-
+          f"{'holds' if loop_ratio >= 10 else 'FAILS'}")
 
 if __name__ == "__main__":
     main()

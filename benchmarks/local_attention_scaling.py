@@ -11,10 +11,10 @@ memory), then `ru_maxrss` is read, one training step at the full size runs,
 and `ru_maxrss` is read again; the difference is the peak that size added
 (host memory, the CPU figure; on a GPU use the backend's memory statistics
 instead). Time: both models live in this process and their `train_on_batch`
-steps (forward + backward, SGD update) alternate, 64, 128, 64, 128, ..., so
-that load from other processes hits both alike; the fastest step of each is
-kept (the one least slowed by other processes).
-The ratios 128 / 64 are printed, in one run.
+steps (forward + backward, SGD update) alternate in rounds (`_timing.paired_ratio`),
+so that load from other processes hits both alike; the time ratio is the
+median of the per-round ratios, printed with their range. The ratios
+128 / 64 are printed, in one run.
 
 Usage: `KERAS_BACKEND=jax python benchmarks/local_attention_scaling.py [--steps 5]`
 """
@@ -62,18 +62,14 @@ def _data(args, size):
 
 
 def _times(args):
-    """Fastest `train_on_batch` time per size, the sizes alternating step by step."""
-    import time
+    """Median `train_on_batch` times of the two sizes, in alternating rounds."""
+    from _timing import paired_ratio
 
-    models = {size: (_model(args, size), _data(args, size)) for size in (64, 128)}
-    times = {size: [] for size in models}
-    for step in range(args.warmup + args.steps):
-        for size, (model, x) in models.items():
-            start = time.perf_counter()
-            model.train_on_batch(x, x)
-            if step >= args.warmup:
-                times[size].append(time.perf_counter() - start)
-    return {size: min(t) for size, t in times.items()}
+    (m128, x128), (m64, x64) = [(_model(args, size), _data(args, size))
+                                for size in (128, 64)]
+    return paired_ratio(lambda: m128.train_on_batch(x128, x128),
+                        lambda: m64.train_on_batch(x64, x64),
+                        rounds=args.steps, warmup=args.warmup)
 
 
 def _measure(size, args):
@@ -93,7 +89,7 @@ def main(argv=None):
     parser.add_argument("--block", type=int, default=8)
     parser.add_argument("--flange", type=int, default=8)
     parser.add_argument("--non-causal", action="store_true")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
@@ -103,15 +99,18 @@ def main(argv=None):
     import keras
 
     peak = {size: _measure(size, args)["peak_mib"] for size in (64, 128)}
-    time = _times(args)
+    timed = _times(args)
+    time = {128: timed["a"], 64: timed["b"]}
     print(f"backend={keras.backend.backend()} batch={args.batch} channels={args.channels} "
           f"heads={args.heads} query_shape=({args.block}, {args.block}) "
           f"memory_flange=({args.flange}, {args.flange}) causal={not args.non_causal}")
     print(f"{'size':>9} | {'fwd+bwd step':>12} | {'peak added':>10}")
     for size in (64, 128):
         print(f"{size:>4}x{size:<4} | {time[size] * 1e3:9.1f} ms | {peak[size]:6.1f} MiB")
-    t_ratio, m_ratio = time[128] / time[64], peak[128] / max(peak[64], 1e-9)
-    print(f"ratio 128/64: time {t_ratio:.2f}, peak memory {m_ratio:.2f} "
+    from _timing import describe
+
+    t_ratio, m_ratio = timed["ratio"], peak[128] / max(peak[64], 1e-9)
+    print(f"ratio 128/64: time {describe(timed)}, peak memory {m_ratio:.2f} "
           f"(target <= 4.5; full attention would be 16): "
           f"{'OK' if max(t_ratio, m_ratio) <= 4.5 else 'ABOVE TARGET'}")
     return t_ratio, m_ratio

@@ -16,11 +16,10 @@ Usage: `KERAS_BACKEND=jax python benchmarks/local_vs_full_attention.py [--steps 
 """
 
 import argparse
-import statistics
-import time
 
 import keras
 import numpy as np
+from _timing import describe, paired_ratio
 
 from keras_attention_vision.layers import LocalSelfAttention2D
 from keras_attention_vision.layers.local_self_attention import generation_order
@@ -68,17 +67,6 @@ def _model(layer, shape, jit_compile="auto"):
     return model
 
 
-def _time(model, x, y, steps, warmup):
-    for _ in range(warmup):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
@@ -114,12 +102,11 @@ def main(argv=None):
     gap = np.max(np.abs(local_model.predict_on_batch(x) - full_model.predict_on_batch(x)))
     if gap > 1e-4:
         raise AssertionError(f"full masked attention differs from local: {gap:.2e}")
-    t_local, t_full = [], []
-    for _ in range(args.rounds):  # alternate, so load from other processes hits both
-        t_full.append(_time(full_model, x, y, args.steps, args.warmup))
-        t_local.append(_time(local_model, x, y, args.steps, args.warmup))
-    speedup = statistics.median(f / t for f, t in zip(t_full, t_local))
-    t_local, t_full = statistics.median(t_local), statistics.median(t_full)
+    # Alternating rounds (load from other processes hits both sides alike).
+    result = paired_ratio(lambda: full_model.train_on_batch(x, y),
+                          lambda: local_model.train_on_batch(x, y),
+                          rounds=args.rounds, steps=args.steps, warmup=args.warmup)
+    speedup, t_full, t_local = result["ratio"], result["a"], result["b"]
     print(f"backend={keras.backend.backend()} input=({args.batch}, {args.size}, "
           f"{args.size}, {args.channels}) heads={args.heads} "
           f"query_shape=({args.block}, {args.block}) "
@@ -128,8 +115,8 @@ def main(argv=None):
     print(f"same output: max |local - full| = {gap:.1e}")
     print(f"LocalSelfAttention2D           fwd+bwd step: {t_local * 1e3:9.1f} ms")
     print(f"MultiHeadAttention + local mask fwd+bwd step: {t_full * 1e3:9.1f} ms")
-    print(f"speed-up full / local = {speedup:.1f}x (median of {args.rounds} rounds; "
-          f"target >= 10x): {'OK' if speedup >= 10 else 'BELOW TARGET'}")
+    print(f"speed-up full / local = {describe(result)}; "
+          f"target >= 10x: {'OK' if speedup >= 10 else 'BELOW TARGET'}")
     if (keras.backend.backend() == "tensorflow" and jit == "auto"
             and not _tf_has_gpu()):
         print("note: Keras's jit_compile='auto' runs TensorFlow without XLA on a CPU, "

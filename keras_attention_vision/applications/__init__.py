@@ -9,8 +9,10 @@ from keras_attention_vision.applications.non_local_resnet import (
     BatchToFrames,
     FrameNonLocalBlock,
     FramesToBatch,
+    NonLocalResNet,
     NonLocalResNet50,
     insert_non_local_blocks,
+    small_resnet,
 )
 from keras_attention_vision.applications.pixelcnn import PixelCNN
 from keras_attention_vision.applications.recurrent_attention_model import (
@@ -27,8 +29,10 @@ from keras_attention_vision.applications.show_attend_tell import (
 )
 
 __all__ = [
+    "NonLocalResNet",
     "NonLocalResNet50",
     "insert_non_local_blocks",
+    "small_resnet",
     "FramesToBatch",
     "BatchToFrames",
     "FrameNonLocalBlock",

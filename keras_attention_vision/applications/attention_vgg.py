@@ -5,10 +5,10 @@ layers of any functional backbone, and `attention_maps_model`, which exposes
 the attention maps of such a model.
 """
 
-import os
 
 import keras
 
+from keras_attention_vision import presets
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.attention_estimator import (
     COMPATIBILITIES,
@@ -124,12 +124,16 @@ def AttentionVGG(include_top=True, weights=None, input_tensor=None, input_shape=
         include_top: add the classifier. Without it the model returns the
             concatenated attended vectors `(batch, sum_i C_i)`, the features
             the classifier would see.
-        weights: `None` (random initialisation) or the path of a weights file
-            saved from a model of the same configuration.
+        weights: `None` (random initialisation), a preset name (see
+            `keras_attention_vision.presets.available_presets("AttentionVGG")`;
+            it loads into any input size and into `include_top=False`
+            models, its layers matched by name), or the path of a weights
+            file saved from a model of the same configuration.
         input_tensor: optional Keras tensor (the output of `keras.Input()` or
             of another layer) to use as the image input.
-        input_shape: `(H, W, channels)`, default `(32, 32, 3)`; `H` and `W`
-            at least 16 (or `None`).
+        input_shape: `(H, W, channels)`, default `(32, 32, 3)` with the top
+            and `(None, None, 3)` without it; `H` and `W` at least 16 (or
+            `None`).
         pooling: must be `None`: the attended vectors are already pooled by
             attention (accepted for the `keras.applications` signature).
         classes: number of classes (default 100, the paper's CIFAR-100).
@@ -160,9 +164,7 @@ def AttentionVGG(include_top=True, weights=None, input_tensor=None, input_shape=
         raise ValueError(f"`attention_layers` must be one of {tuple(PAPER_LAYERS)}. "
                          f"Received: attention_layers={attention_layers!r}")
     _check_head_arguments(aggregation, compatibility, normalization, classes)
-    if weights is not None and not (isinstance(weights, str) and os.path.isfile(weights)):
-        raise ValueError("`weights` must be None or the path of an existing weights file "
-                         f"(no presets ship yet). Received: weights={weights!r}")
+    presets.check_weights_argument(weights, "AttentionVGG")
     if pooling is not None:
         raise ValueError("AttentionVGG has no `pooling` option: attention already pools "
                          f"the attended layers. Received: pooling={pooling!r}")
@@ -171,8 +173,10 @@ def AttentionVGG(include_top=True, weights=None, input_tensor=None, input_shape=
         raise ValueError("`width_multiplier` must be a positive number. "
                          f"Received: width_multiplier={width_multiplier!r}")
     if input_shape is None:
-        input_shape = (tuple(input_tensor.shape[1:]) if input_tensor is not None
-                       else (32, 32, 3))
+        if input_tensor is not None:
+            input_shape = tuple(input_tensor.shape[1:])
+        else:  # as keras.applications: any image size without the top
+            input_shape = (32, 32, 3) if include_top else (None, None, 3)
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or any(
             d is not None and d < MIN_INPUT_SIZE for d in input_shape[:2]):
@@ -210,9 +214,15 @@ def AttentionVGG(include_top=True, weights=None, input_tensor=None, input_shape=
     if input_tensor is not None:
         inputs = _single(keras.utils.get_source_inputs(input_tensor))
     model = keras.Model(inputs, outputs, name=name)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+    if weights is None:
+        return model
+    config = {"attention_layers": attention_layers, "aggregation": aggregation,
+              "compatibility": compatibility, "normalization": normalization,
+              "width_multiplier": width_multiplier}
+    reference = presets.top_reference(weights, "AttentionVGG", include_top, classes,
+                                      input_shape, AttentionVGG)
+    return presets.load_application_weights(model, weights, "AttentionVGG", config,
+                                            reference=reference)
 
 
 def attach_attention_estimators(model, layer_names, global_layer=None, aggregation="concat",

@@ -23,7 +23,7 @@ from keras_attention_vision.layers.validation import (
     check_positive_int,
 )
 from keras_attention_vision.metrics import BitsPerDim
-from keras_attention_vision.presets import load_weights
+from keras_attention_vision.presets import check_weights_argument, load_application_weights
 from keras_attention_vision.sampling import AutoregressiveImageModel
 
 CATEGORIES = 256
@@ -220,7 +220,9 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
             low-resolution images of super-resolution.
         encoder_layers: layers of the super-resolution encoder.
         learned_positions: learned row/column embeddings instead of sinusoids.
-        weights: `None`, or the path of a weights file (`.weights.h5`) saved
+        weights: `None`, a preset name (the other arguments must match the
+            preset's; `presets.load_preset(name)` builds it with them), or the
+            path of a weights file (`.weights.h5`) saved
             from a model of the same configuration.
         name: model name.
 
@@ -252,6 +254,7 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
                  num_classes=None, low_resolution_shape=None, encoder_layers=2,
                  learned_positions=False, weights=None, name="image_transformer",
                  **kwargs):
+        check_weights_argument(weights, "ImageTransformer")
         super().__init__(name=name, **kwargs)
         input_shape = _check_image_shape("input_shape", input_shape)
         check_choice("attention", attention, ATTENTIONS)
@@ -360,7 +363,7 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
         self._previous = np.zeros(self.num_dims, "int32")
         self._previous[order[1:]] = order[:-1] + 1
         self(self._dummy_inputs())
-        load_weights(self, weights)
+        load_application_weights(self, weights, "ImageTransformer", self.get_config())
 
     def get_config(self):
         config = super().get_config()

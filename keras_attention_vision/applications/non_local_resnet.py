@@ -116,6 +116,35 @@ def insert_non_local_blocks(model, after, block_factory=None, input_tensors=None
     return new
 
 
+def preprocess_input(x, data_format=None):
+    """Preprocesses images for `NonLocalResNet50` with `backbone_weights="imagenet"`.
+
+    The ResNet-50 preprocessing of `keras.applications.resnet50` ("caffe"
+    mode): RGB -> BGR, then the ImageNet channel means are subtracted,
+    without scaling. Takes RGB images with values in `[0, 255]`, channels
+    last (the model's layout), as a NumPy array or a tensor.
+
+    Example:
+
+    ```python
+    from keras_attention_vision.applications import non_local_resnet
+
+    model = non_local_resnet.NonLocalResNet50(backbone_weights="imagenet")
+    probabilities = model.predict(non_local_resnet.preprocess_input(images))
+    ```
+    """
+    return keras.applications.resnet50.preprocess_input(x, data_format=data_format)
+
+
+def decode_predictions(preds, top=5):
+    """Decodes ImageNet predictions (1,000 classes) as `keras.applications.resnet50` does.
+
+    Returns:
+        A list, per image, of `(class_name, class_description, score)` tuples.
+    """
+    return keras.applications.resnet50.decode_predictions(preds, top=top)
+
+
 @kav_export("keras_attention_vision.applications.FramesToBatch")
 class FramesToBatch(keras.layers.Layer):
     """`(batch, T, H, W, C)` -> `(batch * T, H, W, C)`: run a 2D network per frame.
@@ -287,15 +316,18 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
 
     Args:
         include_top: add global average pooling and the classifier.
-        weights: `None` or the path of a weights file of this model. (For
-            ImageNet, use `backbone_weights="imagenet"`.)
+        weights: `None`, a preset name (none ships for this model yet: the
+            error lists the presets), or the path of a weights file of this
+            model. (For ImageNet, use `backbone_weights="imagenet"`, and
+            feed images through `non_local_resnet.preprocess_input`.)
         input_tensor: optional tensor to build the model on: a `keras.Input`,
             or a tensor computed from one (e.g. by a `Rescaling` layer); the
             model's inputs are then the `keras.Input`s it comes from, and the
             layers in between are part of the model (as in
             `keras.applications`).
-        input_shape: `(H, W, 3)` (default `(224, 224, 3)`) or `(T, H, W, 3)`,
-            channels last.
+        input_shape: `(H, W, 3)` (default `(224, 224, 3)`, and `(None,
+            None, 3)` with `include_top=False`) or `(T, H, W, 3)`, channels
+            last.
         pooling: `None`, `"avg"` or `"max"` when `include_top=False`.
         classes: number of classes of the classifier.
         classifier_activation: activation of the classifier.
@@ -325,11 +357,16 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
         raise ValueError("No ImageNet weights ship for the non-local ResNet; start "
                          "from the pretrained backbone with backbone_weights='imagenet'. "
                          f"Received: weights={weights!r}")
+    from keras_attention_vision import presets
+
+    presets.check_weights_argument(weights, "NonLocalResNet50")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
     if input_shape is None:
-        input_shape = (tuple(input_tensor.shape[1:]) if input_tensor is not None
-                       else (224, 224, 3))
+        if input_tensor is not None:
+            input_shape = tuple(input_tensor.shape[1:])
+        else:  # as keras.applications: any image size without the top
+            input_shape = (224, 224, 3) if include_top else (None, None, 3)
     input_shape = tuple(input_shape)
     if len(input_shape) not in (3, 4):
         raise ValueError("`input_shape` must be (H, W, C) or (T, H, W, C). "
@@ -344,9 +381,170 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
         inputs = keras.utils.get_source_inputs(input_tensor)
         inputs = inputs[0] if len(inputs) == 1 else inputs
     model = keras.Model(inputs, x, name=name)
-    if weights is not None:
-        model.load_weights(weights)
-    return model
+    if weights is None:
+        return model
+    config = {"nonlocal_stages": nonlocal_stages, "mode": mode, "sub_sample": sub_sample}
+    reference = presets.top_reference(weights, "NonLocalResNet50", include_top, classes,
+                                      input_shape, NonLocalResNet50)
+    return presets.load_application_weights(model, weights, "NonLocalResNet50", config,
+                                            reference=reference)
+
+
+#: Where `NonLocalResNet` puts its blocks: after the first residual block of
+#: stage 2 (1/2 resolution) and of stage 3 (1/4).
+SMALL_NONLOCAL_AFTER = ("stage2_block1_out", "stage3_block1_out")
+
+
+def _small_residual_block(x, filters, stride, name):
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                       data_format="channels_last", name=f"{name}_proj")(x)
+        shortcut = keras.layers.BatchNormalization(momentum=0.9,
+                                                   name=f"{name}_proj_bn")(shortcut)
+    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                            data_format="channels_last", name=f"{name}_conv1")(x)
+    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn1")(y)
+    y = keras.layers.ReLU(name=f"{name}_relu1")(y)
+    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                            data_format="channels_last", name=f"{name}_conv2")(y)
+    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn2")(y)
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return keras.layers.ReLU(name=f"{name}_out")(y)
+
+
+@kav_export("keras_attention_vision.applications.small_resnet")
+def small_resnet(input_shape, classes=10, width=32, include_top=True, pooling=None,
+                 classifier_activation="softmax", input_tensor=None, name="small_resnet"):
+    """A 5-block ResNet (stages at 1, 1/2 and 1/4 resolution) for small images.
+
+    Channels last inside (and batch norms on the last axis, their default)
+    whatever `keras.config.image_data_format()` is. The baseline of
+    `NonLocalResNet` (and of the `non-local` recipe).
+
+    Args:
+        input_shape: `(H, W, C)`; `H` and `W` may be `None`.
+        classes, classifier_activation: the classifier (`include_top=True`).
+        width: channels of the first stage (doubled per stage).
+        include_top: global average pooling and the `predictions` layer.
+        pooling: `None`, `"avg"` or `"max"` when `include_top=False`.
+        input_tensor: optional Keras tensor to build the model on.
+        name: the model name.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    if input_tensor is None:
+        inputs = keras.Input(input_shape)
+    elif not keras.backend.is_keras_tensor(input_tensor):
+        inputs = keras.Input(tensor=input_tensor, shape=input_shape)
+    else:
+        inputs = input_tensor
+    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
+                            data_format="channels_last", name="stem")(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    x = _small_residual_block(x, width, 1, "stage1_block1")
+    x = _small_residual_block(x, 2 * width, 2, "stage2_block1")
+    x = _small_residual_block(x, 2 * width, 1, "stage2_block2")
+    x = _small_residual_block(x, 4 * width, 2, "stage3_block1")
+    x = _small_residual_block(x, 4 * width, 1, "stage3_block2")
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(data_format="channels_last",
+                                                name="avg_pool")(x)
+        x = keras.layers.Dense(classes, activation=classifier_activation,
+                               name="predictions")(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(data_format="channels_last",
+                                                name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(data_format="channels_last",
+                                            name="max_pool")(x)
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+    return keras.Model(inputs, x, name=name)
+
+
+@kav_export("keras_attention_vision.applications.NonLocalResNet")
+def NonLocalResNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                   pooling=None, classes=10, classifier_activation="softmax", width=16,
+                   nonlocal_after=SMALL_NONLOCAL_AFTER, mode="embedded_gaussian",
+                   sub_sample=True, name="non_local_resnet"):
+    """A small ResNet (5 residual blocks, 3 stages) with non-local blocks, for small images.
+
+    The network of the `non-local` recipe (`kav train non-local`): `small_resnet`
+    with a `NonLocalBlock` (sub-sampled, identity at initialisation) after
+    each layer named in `nonlocal_after` (by default the first block of
+    stages 2 and 3). Channels last inside and outside.
+
+    Args:
+        include_top: add global average pooling and the classifier.
+        weights: `None`, a preset name (`"non_local_resnet_cluttered_mnist"`,
+            trained by the recipe on 40x40 cluttered MNIST), or the path of a
+            `.weights.h5` file of this model. A preset loads into any
+            `input_shape` and into `include_top=False` models (its layers
+            are matched by name).
+        input_tensor: optional Keras tensor to build the model on.
+        input_shape: `(H, W, C)`; default `(40, 40, 1)` with the top, and
+            `(None, None, 1)` without it (any image size).
+        pooling: `None`, `"avg"` or `"max"` when `include_top=False`.
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier.
+        width: channels of the first stage (doubled per stage).
+        nonlocal_after: layer names of `small_resnet` followed by a block
+            (an empty tuple gives the plain ResNet).
+        mode: the blocks' pairwise function (see `NonLocalBlock`).
+        sub_sample: max-pool keys and values of the blocks.
+        name: the model name.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Example:
+
+    ```python
+    model = NonLocalResNet(weights="non_local_resnet_cluttered_mnist")
+    probabilities = model.predict(canvases)        # (batch, 40, 40, 1) in [0, 1]
+    ```
+    """
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    from keras_attention_vision import presets
+
+    presets.check_weights_argument(weights, "NonLocalResNet")
+    if input_shape is None:
+        if input_tensor is not None:
+            input_shape = tuple(input_tensor.shape[1:])
+        else:
+            input_shape = (40, 40, 1) if include_top else (None, None, 1)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be (H, W, C). Received: input_shape={input_shape}")
+    after = [nonlocal_after] if isinstance(nonlocal_after, str) else list(nonlocal_after)
+
+    def build(shape, top, tensor, classes):
+        base = small_resnet(shape, classes, width, top, pooling, classifier_activation,
+                            tensor, name=name)
+        if not after:
+            return base
+        model = insert_non_local_blocks(base, after, mode=mode, sub_sample=sub_sample,
+                                        data_format="channels_last", share_layers=True)
+        return keras.Model(model.inputs[0], model.outputs[0], name=name)
+
+    model = build(input_shape, include_top, input_tensor, classes)
+    if weights is None:
+        return model
+    config = {"width": width, "nonlocal_after": after, "mode": mode,
+              "sub_sample": sub_sample}
+    reference = presets.top_reference(weights, "NonLocalResNet", include_top, classes,
+                                      input_shape, NonLocalResNet)
+    if not presets.is_preset_name(weights) and not include_top:
+        raise ValueError("A weights file loads into NonLocalResNet with include_top=True "
+                         "(presets load into include_top=False models too). "
+                         f"Received: weights={weights!r}, include_top=False")
+    return presets.load_application_weights(model, weights, "NonLocalResNet", config,
+                                            reference=reference)
 
 
 def _non_local_resnet(input_tensor, input_shape, placement, block_kwargs,

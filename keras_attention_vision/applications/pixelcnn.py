@@ -20,6 +20,7 @@ from keras_attention_vision.metrics import (
     DISTRIBUTIONS,
     BitsPerDim,
 )
+from keras_attention_vision.presets import check_weights_argument, load_application_weights
 from keras_attention_vision.sampling import AutoregressiveImageModel
 
 CATEGORIES = 256
@@ -116,6 +117,10 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
         head_filters: channels of the hidden 1x1 layer of the output head
             (default: `filters`).
         name: model name.
+        weights: `None` (random initialisation), a preset name (e.g.
+            `"pixelcnn_mnist"`; the other arguments must match the preset's:
+            `presets.load_preset(name)` builds it with them), or the path of
+            a `.weights.h5` file saved from a model of the same configuration.
 
     Example:
 
@@ -129,7 +134,9 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
 
     def __init__(self, input_shape=(28, 28, 1), num_layers=7, filters=64, kernel_size=3,
                  first_kernel_size=7, gated=True, num_classes=None,
-                 distribution="bernoulli", head_filters=None, name="pixelcnn", **kwargs):
+                 distribution="bernoulli", head_filters=None, name="pixelcnn", weights=None,
+                 **kwargs):
+        check_weights_argument(weights, "PixelCNN")
         super().__init__(name=name, **kwargs)
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or not all(
@@ -195,6 +202,7 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
         self._samplers = {}
         self._build_blocks()
         self(self._dummy_inputs())
+        load_application_weights(self, weights, "PixelCNN", self.get_config())
 
     def get_config(self):
         config = super().get_config()

@@ -13,6 +13,7 @@ from keras_attention_vision.layers.validation import (
     standardize_data_format,
 )
 from keras_attention_vision.losses import weighted_mean
+from keras_attention_vision.presets import check_weights_argument, load_application_weights
 from keras_attention_vision.reinforce import (
     GaussianLocationPolicy,
     LearnedBaseline,
@@ -84,6 +85,11 @@ class RecurrentAttentionModel(keras.Model):
         data_format: `"channels_last"`, `"channels_first"` or `None`.
         seed: seed of the location sampling.
         name: model name.
+        weights: `None` (random initialisation), a preset name (see
+            `keras_attention_vision.presets.available_presets()`, e.g.
+            `"ram_mnist"`: the other arguments must then match the preset's,
+            or use `presets.load_preset(name)`), or the path of a
+            `.weights.h5` file saved from a model of the same configuration.
 
     Call arguments:
         inputs: images `(B, H, W, C)` (or `(B, C, H, W)`).
@@ -108,8 +114,9 @@ class RecurrentAttentionModel(keras.Model):
                  core="rnn", core_units=256, std=0.1, mean_activation="tanh",
                  baseline="learned", policy_to_core=False, reinforce_weight=1.0,
                  classifier_activation="softmax", data_format=None, seed=None,
-                 name="recurrent_attention_model", **kwargs):
+                 name="recurrent_attention_model", weights=None, **kwargs):
         require_reinforce_backend()
+        check_weights_argument(weights, "RecurrentAttentionModel")
         super().__init__(name=name, **kwargs)
         if len(tuple(input_shape)) != 3:
             raise ValueError(
@@ -152,6 +159,10 @@ class RecurrentAttentionModel(keras.Model):
             self.baseline_net = MovingAverageBaseline(name="baseline")
         self.classifier = dense(classes, name="classifier")
         self.reward_tracker = keras.metrics.Mean(name="reward")
+        if weights is not None:
+            self.build()
+            load_application_weights(self, weights, "RecurrentAttentionModel",
+                                     self.get_config())
 
     # Keras model plumbing -------------------------------------------------------
 
@@ -162,9 +173,19 @@ class RecurrentAttentionModel(keras.Model):
 
         The presets' image shapes are `(H, W, C)`; in channels_first (the
         `data_format` argument, or the global Keras setting when it is `None`)
-        they become `(C, H, W)`."""
+        they become `(C, H, W)`.
+
+        A name of shipped trained weights (`"ram_mnist"`, see
+        `keras_attention_vision.presets.available_presets("RecurrentAttentionModel")`)
+        builds that preset's configuration and loads its weights."""
+        from keras_attention_vision import presets
+
+        trained = presets.available_presets("RecurrentAttentionModel")
+        if preset in trained:
+            return presets.load_preset(preset, **kwargs)
         if preset not in PRESETS:
-            raise ValueError(f"`preset` must be one of {tuple(PRESETS)}. "
+            raise ValueError(f"`preset` must be one of {tuple(PRESETS)} (the paper's "
+                             f"configurations) or {tuple(trained)} (trained weights). "
                              f"Received: preset={preset!r}")
         config = {**PRESETS[preset], **kwargs}
         if ("input_shape" not in kwargs and standardize_data_format(

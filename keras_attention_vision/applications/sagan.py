@@ -12,6 +12,7 @@ from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.distribution import global_batch_draw
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
 from keras_attention_vision.losses import InputsOnlyFitMixin, weighted_mean
+from keras_attention_vision.presets import check_weights_argument, load_application_weights
 from keras_attention_vision.saving import SeedStateMixin
 
 # Both networks are channels-last inside, whatever
@@ -34,7 +35,7 @@ def _check_image_shape(image_shape):
 
 @kav_export("keras_attention_vision.applications.SAGANGenerator")
 def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
-                   name="sagan_generator"):
+                   name="sagan_generator", weights=None):
     """The SAGAN generator: z -> H/4 -> H/2 (self-attention) -> H, tanh output.
 
     Every dense and convolution layer is spectrally normalised; batch
@@ -48,6 +49,10 @@ def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
         image_shape: `(H, W, C)` (channels last), H and W multiples of 4.
         base_channels: width of the last block (the first has 4x).
         name: the model name.
+        weights: `None` (random initialisation), a preset name (e.g.
+            `"sagan_generator_mnist"`, trained by `kav train sagan`; the
+            other arguments must match the preset's), or the path of a
+            `.weights.h5` file of a generator of the same configuration.
 
     Returns:
         A functional `keras.Model` from `(batch, latent_dim)` to images in
@@ -60,6 +65,7 @@ def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
     images = generator(keras.random.normal((4, 64)))
     ```
     """
+    check_weights_argument(weights, "SAGANGenerator")
     h, w, c = _check_image_shape(image_shape)
     z = keras.Input((latent_dim,), name="z")
     x = _sn(keras.layers.Dense((h // 4) * (w // 4) * 4 * base_channels,
@@ -79,7 +85,10 @@ def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
     x = _sn(keras.layers.Conv2D(c, 3, padding="same", data_format=_FORMAT,
                                 name="to_image"))(x)
     x = keras.layers.Activation("tanh", dtype="float32")(x)
-    return keras.Model(z, x, name=name)
+    model = keras.Model(z, x, name=name)
+    config = {"latent_dim": latent_dim, "image_shape": tuple(image_shape),
+              "base_channels": base_channels}
+    return load_application_weights(model, weights, "SAGANGenerator", config)
 
 
 @kav_export("keras_attention_vision.applications.SAGANDiscriminator")

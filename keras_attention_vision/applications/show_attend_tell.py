@@ -16,6 +16,7 @@ from keras_attention_vision.layers.validation import (
     standardize_data_format,
 )
 from keras_attention_vision.losses import weighted_mean
+from keras_attention_vision.presets import check_weights_argument, load_application_weights
 from keras_attention_vision.reinforce import (
     MovingAverageBaseline,
     reinforce_loss,
@@ -135,6 +136,11 @@ class ShowAttendTell(keras.Model):
         data_format: `"channels_last"`, `"channels_first"` or `None`.
         seed: seed of the hard-attention sampling.
         name: model name.
+        weights: `None` (random initialisation), a preset name (the other
+            arguments, the vocabulary included, must match the preset's:
+            `keras_attention_vision.presets.load_preset(name)` builds it with
+            them), or the path of a `.weights.h5` file of a model of the
+            same configuration.
 
     Call arguments:
         inputs: `[images, tokens]`: images `(B, H, W, C)` and the caption
@@ -166,9 +172,10 @@ class ShowAttendTell(keras.Model):
                  attention_regularization=1.0, reward_weight=0.1, entropy_weight=0.002,
                  baseline_momentum=0.9, expectation_probability=0.5, dropout=0.0,
                  max_caption_length=20, data_format=None, seed=None,
-                 name="show_attend_tell", **kwargs):
+                 name="show_attend_tell", weights=None, **kwargs):
         if check_choice("attention", attention, ("soft", "hard")) == "hard":
             require_reinforce_backend()
+        check_weights_argument(weights, "ShowAttendTell")
         super().__init__(name=name, **kwargs)
         self.attention_mode = attention
         self.vocabulary = tuple(self._check_vocabulary(vocabulary))
@@ -224,6 +231,9 @@ class ShowAttendTell(keras.Model):
         self.dropout = keras.layers.Dropout(self.dropout_rate, seed=seed, name="dropout")
         if self.attention_mode == "hard":
             self.baseline = MovingAverageBaseline(baseline_momentum, name="baseline")
+        if weights is not None:
+            self.build()
+            load_application_weights(self, weights, "ShowAttendTell", self.get_config())
 
     # Configuration ------------------------------------------------------------------
 

@@ -151,6 +151,192 @@ def load_weights(model, weights, application=None, file_hash=None, directory=Non
     return model
 
 
+#: Constructor arguments that do not change the weights' shapes or meaning;
+#: a preset's record may differ from the model in these.
+FREE_ARGUMENTS = frozenset({"name", "seed", "std", "reinforce_weight", "policy_to_core",
+                            "dropout", "classifier_activation", "include_top",
+                            "input_tensor", "pooling", "weights", "trainable", "dtype",
+                            "attention_regularization", "reward_weight", "entropy_weight",
+                            "baseline_momentum", "expectation_probability",
+                            "max_caption_length"})
+
+
+def _plain(value):
+    """JSON-like form of a config value (tuples as lists), for comparisons."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def is_preset_name(weights, directory=None):
+    """Whether `weights` names a shipped preset (rather than a path or a URL)."""
+    if not isinstance(weights, str) or weights.startswith(URL_SCHEMES):
+        return False
+    return (pathlib.Path(directory or PRESETS_DIR) / f"{weights}.json").is_file()
+
+
+def check_preset_config(weights, application, config, directory=None, ignore=()):
+    """Checks a model's architecture against preset `weights`' record.
+
+    Args:
+        weights: the `weights` argument (only preset names are checked).
+        application: the application name.
+        config: the model's constructor arguments (or `get_config()`).
+        directory: where the presets live.
+        ignore: more argument names to leave out of the comparison.
+
+    Raises:
+        ValueError: naming every argument that differs, with the values the
+            preset was trained with (and how to build it), or the unknown
+            preset with the list of valid ones.
+    """
+    if not is_preset_name(weights, directory):
+        return  # a path or a URL; an unknown name is reported by resolve_weights
+    info = get_preset(weights, application, directory)
+    skip = FREE_ARGUMENTS | set(ignore)
+    differ = {key: (value, config[key]) for key, value in info["config"].items()
+              if key not in skip and key in config
+              and _plain(config[key]) != _plain(value)}
+    if differ:
+        wanted = ", ".join(f"{k}={v!r}" for k, (v, _) in sorted(differ.items()))
+        got = ", ".join(f"{k}={g!r}" for k, (_, g) in sorted(differ.items()))
+        raise ValueError(
+            f"Preset {weights!r} was trained with {wanted}; this {application} was built "
+            f"with {got}. Pass those arguments, or build it with "
+            f"keras_attention_vision.presets.load_preset({weights!r}).")
+
+
+def copy_weights_by_name(source, target):
+    """Copies the weights of `source`'s layers into `target`'s layers of the same name.
+
+    Every `target` layer that has weights must find a layer of that name with
+    weights of the same shapes in `source`. Used to load a full model's
+    preset into an `include_top=False` model or one of another input size.
+
+    Raises:
+        ValueError: naming the layers that have no counterpart.
+    """
+    missing = []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        try:
+            other = source.get_layer(layer.name)
+        except ValueError:
+            missing.append(layer.name)
+            continue
+        values = other.get_weights()
+        if [tuple(v.shape) for v in values] != [tuple(w.shape) for w in layer.weights]:
+            missing.append(layer.name)
+            continue
+        layer.set_weights(values)
+    if missing:
+        raise ValueError(f"The weights have no (or differently shaped) layers {missing} "
+                         f"of {target.name!r}.")
+    return target
+
+
+def check_weights_argument(weights, application):
+    """Fails fast, before a model is built: an unknown preset, a missing file, a bad type.
+
+    Constructors call this first, so a typo costs no model building. URLs are
+    left to `load_weights` (they need a `file_hash`).
+
+    Raises:
+        ValueError: as `resolve_weights`.
+    """
+    if weights is None:
+        return
+    if isinstance(weights, (str, os.PathLike)) and os.fspath(weights).startswith(URL_SCHEMES):
+        return
+    resolve_weights(weights, application)
+
+
+def top_reference(weights, application, include_top, classes, input_shape, builder):
+    """For a functional application: how to load preset `weights` into this model.
+
+    `keras.applications` loads its weights into models without the top or at
+    another input size. Here a preset records one full model; this returns
+    `None` when the model is that model (load the file directly), or a
+    function building it (`builder(**config)`), to load the file into and
+    copy the layers by name (`load_application_weights(reference=...)`).
+
+    Raises:
+        ValueError: `include_top=True` with another number of classes than
+            the preset's.
+    """
+    if not is_preset_name(weights):
+        return None
+    get_preset(weights, application)  # another application's preset: refused here
+    trained = preset_config(weights)
+    if include_top and "classes" in trained and classes != trained["classes"]:
+        raise ValueError(f"Preset {weights!r} has {trained['classes']} classes: use "
+                         f"classes={trained['classes']} with include_top=True, or "
+                         f"include_top=False. Received: classes={classes}")
+    shape = tuple(input_shape) if input_shape is not None else None
+    if include_top and shape == tuple(trained.get("input_shape", ())):
+        return None
+    return lambda: builder(**trained)
+
+
+def load_application_weights(model, weights, application, config, reference=None,
+                             file_hash=None, directory=None):
+    """What every application constructor does with its `weights` argument.
+
+    Checks `config` against a preset's record (`check_preset_config`), then
+    loads the file. When `reference` is given (a function that builds the
+    model the file was saved from: with its top, at its input size), the
+    weights are loaded into that model and copied by layer name, as
+    `keras.applications` does for `include_top=False`.
+
+    Returns:
+        `model`.
+    """
+    if weights is None:
+        return model
+    check_preset_config(weights, application, config, directory)
+    if reference is None:
+        return load_weights(model, weights, application, file_hash, directory)
+    path = resolve_weights(weights, application, file_hash, directory)
+    source = load_weights(reference(), path)
+    try:
+        return copy_weights_by_name(source, model)
+    except ValueError as error:
+        raise ValueError(f"Could not load the weights file {path!r} into {application} "
+                         f"{model.name!r}: {error}") from error
+
+
+def preset_config(name, directory=None):
+    """The constructor arguments preset `name` was trained with (tuples restored)."""
+    info = get_preset(name, None, directory)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()}
+
+
+def load_preset(name, directory=None, **overrides):
+    """Builds preset `name`'s application with its recorded arguments and weights.
+
+    `overrides` change arguments that do not touch the weights (e.g.
+    `classifier_activation=None`, `seed=1`).
+
+    Example:
+
+    ```python
+    model = keras_attention_vision.presets.load_preset("ram_mnist")
+    ```
+    """
+    from keras_attention_vision import applications
+
+    info = get_preset(name, None, directory)
+    builder = getattr(applications, info["application"])
+    config = {**preset_config(name, directory), **overrides}
+    if directory is not None:  # the constructors look in the package folder
+        model = builder(**config)
+        return load_weights(model, name, info["application"], directory=directory)
+    return builder(**config, weights=name)
+
+
 def save_preset(model, name, application, config, card, directory=None):
     """Writes `model`'s weights as preset `name`, with its hash, config and card.
 
@@ -181,5 +367,7 @@ def save_preset(model, name, application, config, card, directory=None):
     return str(path)
 
 
-__all__ = ["available_presets", "get_preset", "load_weights", "resolve_weights",
-           "save_preset", "sha256"]
+__all__ = ["available_presets", "check_preset_config", "check_weights_argument",
+           "copy_weights_by_name", "get_preset", "is_preset_name",
+           "load_application_weights", "load_preset", "load_weights", "preset_config",
+           "resolve_weights", "save_preset", "sha256", "top_reference"]

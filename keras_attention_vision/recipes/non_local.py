@@ -37,48 +37,18 @@ def add_arguments(parser):
                                  "concatenation"])
     parser.add_argument("--train-size", type=int, default=None,
                         help="use the first N training digits (default: all 4,000)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="train the network with non-local blocks only")
+    from keras_attention_vision.recipes._weights import add_weights_argument
 
-
-def _residual_block(x, filters, stride, name):
-    import keras
-
-    shortcut = x
-    if stride != 1 or x.shape[-1] != filters:
-        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
-                                       data_format=FORMAT, name=f"{name}_proj")(x)
-        shortcut = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_proj_bn")(shortcut)
-    y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                            data_format=FORMAT, name=f"{name}_conv1")(x)
-    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn1")(y)
-    y = keras.layers.ReLU(name=f"{name}_relu1")(y)
-    y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
-                            data_format=FORMAT, name=f"{name}_conv2")(y)
-    y = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn2")(y)
-    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
-    return keras.layers.ReLU(name=f"{name}_out")(y)
+    add_weights_argument(parser, "non_local_resnet_cluttered_mnist")
 
 
 def small_resnet(input_shape, classes=10, width=32):
-    """A 5-block ResNet (stages at 1, 1/2 and 1/4 resolution) for small images.
+    """The recipe's baseline: `keras_attention_vision.applications.small_resnet`."""
+    from keras_attention_vision.applications.non_local_resnet import small_resnet as build
 
-    Channels last inside (and batch norms on the last axis, their default)
-    whatever `keras.config.image_data_format()` is.
-    """
-    import keras
-
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False,
-                            data_format=FORMAT, name="stem")(inputs)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
-    x = keras.layers.ReLU(name="stem_relu")(x)
-    x = _residual_block(x, width, 1, "stage1_block1")
-    x = _residual_block(x, 2 * width, 2, "stage2_block1")
-    x = _residual_block(x, 2 * width, 1, "stage2_block2")
-    x = _residual_block(x, 4 * width, 2, "stage3_block1")
-    x = _residual_block(x, 4 * width, 1, "stage3_block2")
-    x = keras.layers.GlobalAveragePooling2D(data_format=FORMAT, name="avg_pool")(x)
-    outputs = keras.layers.Dense(classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="small_resnet")
+    return build(input_shape, classes, width)
 
 
 def _data(args):
@@ -109,7 +79,7 @@ def _fit(model, data, args, seed):
     return float(accuracy), seconds
 
 
-def _attention_picture(model, data, args, path):
+def _attention_picture(model, data, args, path, titles=None):
     import keras
 
     from keras_attention_vision.visualization.non_local import save_non_local_attention
@@ -127,7 +97,56 @@ def _attention_picture(model, data, args, path):
                for b in boxes[:6]]
     return save_non_local_attention(x_test[:6], scores, centres, (h, w),
                                     (h // 2, w // 2), path,
-                                    titles=["query: digit centre"] * 6)
+                                    titles=titles or ["query: digit centre"] * 6)
+
+
+def _load(args):
+    """The model of `--weights`, the recipe's test canvases and the preset record."""
+    from keras_attention_vision.applications import NonLocalResNet
+    from keras_attention_vision.datasets import load_mnist, make_cluttered_mnist
+    from keras_attention_vision.recipes import _weights
+
+    default = "non_local_resnet_cluttered_mnist"
+
+    def build():
+        return NonLocalResNet(input_shape=(args.canvas_size, args.canvas_size, 1),
+                              width=args.width, nonlocal_after=NONLOCAL_AFTER,
+                              mode=args.mode)
+
+    model, info = _weights.load(args, "NonLocalResNet", default, build)
+    _weights.recipe_args(args, info, ("canvas_size", "distractors", "seed"))
+    _, (x_test, y_test) = load_mnist(source="embedded", verbose=False)
+    test, boxes = make_cluttered_mnist(x_test, args.canvas_size, args.distractors, 8,
+                                       seed=args.seed + 1)
+    return model, (None, (test, y_test, boxes)), info
+
+
+def evaluate(args):
+    """Test accuracy of trained weights (a preset or a file) on the cluttered canvases."""
+    import numpy as np
+
+    from keras_attention_vision.recipes import _weights
+
+    model, (_, (x_test, y_test, _)), info = _load(args)
+    probabilities = model.predict(x_test, batch_size=256, verbose=0)
+    accuracy = float(np.mean(probabilities.argmax(-1) == y_test))
+    figures = {"weights": args.weights or "non_local_resnet_cluttered_mnist",
+               "test_accuracy": round(accuracy, 4)}
+    return _weights.compare(figures, info, "test_accuracy")
+
+
+def visualize(args):
+    """Where the centre of each test digit attends, in the first non-local block."""
+    model, data, _ = _load(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    _, (x_test, y_test, _) = data
+    predicted = model.predict(x_test[:6], verbose=0).argmax(-1)
+    titles = [f"digit {y}, predicted {p}\n+ = query (digit centre)"
+              for y, p in zip(y_test[:6], predicted)]
+    path = _attention_picture(model, data, args,
+                              os.path.join(args.output_dir, "attention.png"), titles)
+    print(f"non-local: attention picture written to {path}")
+    return {"attention_png": path}
 
 
 def train(args):
@@ -144,8 +163,14 @@ def train(args):
                                              sub_sample=True, data_format=FORMAT)
     print(f"[non-local] baseline {baseline.count_params():,} parameters, with "
           f"{len(NONLOCAL_AFTER)} non-local blocks {nonlocal_model.count_params():,}")
-    acc_base, t_base = _fit(baseline, data, args, args.seed)
+    if getattr(args, "no_baseline", False):
+        acc_base, t_base = float("nan"), 0.0
+    else:
+        acc_base, t_base = _fit(baseline, data, args, args.seed)
     acc_nl, t_nl = _fit(nonlocal_model, data, args, args.seed)
+    # loadable by NonLocalResNet(width=..., weights=...) (presets)
+    nonlocal_model.save_weights(os.path.join(args.output_dir,
+                                             "non_local_resnet.weights.h5"))
     figures = {
         "accuracy_baseline": acc_base,
         "accuracy_nonlocal": acc_nl,

@@ -36,6 +36,9 @@ def add_arguments(parser):
                         help="use only this many training digits")
     parser.add_argument("--num-samples", type=int, default=16)
     parser.add_argument("--num-completions", type=int, default=8)
+    from keras_attention_vision.recipes._weights import add_weights_argument
+
+    add_weights_argument(parser, "pixelcnn_mnist")
 
 
 def binarize(images):
@@ -114,6 +117,61 @@ def run(args, epochs, train_size, num_layers, filters, num_samples, num_completi
           f"(paper PixelCNN: 81.30 nats on the full binarised MNIST); "
           f"pictures in {args.output_dir}")
     return figures
+
+
+def _load(args):
+    """The model of `--weights` (default `pixelcnn_mnist`), its test digits and record."""
+    from keras_attention_vision.applications import PixelCNN
+    from keras_attention_vision.datasets import load_mnist
+    from keras_attention_vision.recipes import _weights
+
+    def build():
+        return PixelCNN(input_shape=(28, 28, 1), num_layers=args.num_layers,
+                        filters=args.filters, gated=not args.plain,
+                        distribution="bernoulli")
+
+    model, info = _weights.load(args, "PixelCNN", "pixelcnn_mnist", build)
+    _weights.recipe_args(args, info, ("source",))
+    _, (x_test, _) = load_mnist(args.source, verbose=False)
+    return model, binarize(x_test), info
+
+
+def evaluate(args):
+    """Bits/dim of trained weights (a preset or a file) on the binarised test digits."""
+    from keras_attention_vision.recipes import _weights
+
+    model, x_test, info = _load(args)
+    bpd = float(model.bits_per_dim(x_test))
+    figures = {"weights": args.weights or "pixelcnn_mnist",
+               "test_bits_per_dim": round(bpd, 4),
+               "test_nll_nats": round(bpd * 784 * math.log(2), 2)}
+    return _weights.compare(figures, info, "test_bits_per_dim")
+
+
+def visualize(args):
+    """Samples and completions of the test digits' lower halves, with titles."""
+    import numpy as np
+
+    from keras_attention_vision.recipes._weights import save_titled_grid
+
+    model, x_test, _ = _load(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    name = args.weights or "pixelcnn_mnist"
+    samples = model.sample(args.num_samples, seed=args.seed)
+    samples_png = save_titled_grid(
+        samples, os.path.join(args.output_dir, "samples.png"),
+        f"PixelCNN samples ({os.path.basename(name)}, seed {args.seed})",
+        [f"sample {i + 1}" for i in range(len(samples))])
+    count = args.num_completions
+    grid, _, _ = _completions(model, x_test, count, args.seed)
+    labels = [f"{row} {i + 1}" for row in ("original", "given half", "completion",
+                                             "completion") for i in range(count)]
+    completions_png = save_titled_grid(
+        np.asarray(grid), os.path.join(args.output_dir, "completions.png"),
+        "PixelCNN completions of the lower half (rows: original, upper half given "
+        "(grey = unknown), two completions)", labels, cols=count)
+    print(f"pixelcnn: pictures written to {args.output_dir}")
+    return {"samples_png": samples_png, "completions_png": completions_png}
 
 
 def train(args):

@@ -65,6 +65,9 @@ def add_arguments(parser):
                         help="compile the train step with XLA on TensorFlow too (Keras "
                         "leaves XLA off on CPU-only TensorFlow; JAX always compiles): "
                         "3-4x faster epochs for the 3- and 4-scale presets here")
+    from keras_attention_vision.recipes._weights import add_weights_argument
+
+    add_weights_argument(parser, "ram_mnist")
 
 
 def shift_images(images, max_shift, rng):
@@ -161,17 +164,24 @@ def _std_schedule(args, epochs):
     return [float(args.std * ratio**k) for k in stage]
 
 
-def run(args, epochs, verbose=True):
-    """Trains and evaluates one preset; returns the figures (also saved as JSON)."""
+def _glimpse_picture(model, images, labels, path, count=6):
+    """The glimpse paths of the mean path on `count` images, with labels and predictions."""
     import keras
     import numpy as np
 
-    from keras_attention_vision.applications import RecurrentAttentionModel
     from keras_attention_vision.visualization.glimpses import plot_glimpse_paths
 
-    _configure(args.seed)
-    os.makedirs(args.output_dir, exist_ok=True)
-    train_epoch, x_test, y_train, y_test = _data(args.preset, args.seed)
+    out = model.rollout(images[:count], sample=False, return_glimpses=True)
+    sensor = model.sensor
+    return plot_glimpse_paths(
+        images[:count], keras.ops.convert_to_numpy(out["locations"]), path,
+        glimpses=keras.ops.convert_to_numpy(out["glimpses"]),
+        patch_size=sensor.patch_size, num_scales=sensor.num_scales,
+        scale_factor=sensor.scale_factor, labels=labels[:count],
+        predictions=np.argmax(keras.ops.convert_to_numpy(out["logits"]), -1))
+
+
+def _overrides(args):
     overrides = {"std": args.std, "seed": args.seed, "data_format": "channels_last",
                  "policy_to_core": getattr(args, "policy_to_core", False)}
     if args.core:
@@ -181,7 +191,65 @@ def run(args, epochs, verbose=True):
     for name in ("core_units", "glimpse_hidden", "glimpse_units"):
         if getattr(args, name, None):
             overrides[name] = getattr(args, name)
-    model = RecurrentAttentionModel.from_preset(args.preset, **overrides)
+    return overrides
+
+
+def _load(args):
+    """The model of `--weights` (default `ram_<preset>`) and its preset record."""
+    from keras_attention_vision.applications import RecurrentAttentionModel
+    from keras_attention_vision.recipes import _weights
+
+    def build():
+        return RecurrentAttentionModel.from_preset(args.preset, **_overrides(args))
+
+    model, info = _weights.load(args, "RecurrentAttentionModel", f"ram_{args.preset}",
+                                build)
+    return model, _weights.recipe_args(args, info, ("preset", "seed")), info
+
+
+def evaluate(args):
+    """Test error of trained weights (a preset or a file) on the recipe's test set.
+
+    With a preset, the data settings come from its model card, so the figure
+    is the card's `test_error_m1` (mean path, deterministic); `--samples M`
+    also reports the M-rollout average (sampled: it varies with the backend).
+    """
+    from keras_attention_vision.recipes import _weights
+
+    model, args, info = _load(args)
+    _configure(args.seed)
+    _, x_test, _, y_test = _data(args.preset, args.seed)
+    figures = {"weights": args.weights or f"ram_{args.preset}", "preset": args.preset,
+               "test_error_m1": round(_error(model, x_test, y_test, 1), 2)}
+    if args.samples > 1:
+        figures[f"test_error_m{args.samples}"] = round(
+            _error(model, x_test, y_test, args.samples), 2)
+    return _weights.compare(figures, info, "test_error_m1")
+
+
+def visualize(args):
+    """Glimpse paths of trained weights on test images, with labels and predictions."""
+    model, args, _ = _load(args)
+    _configure(args.seed)
+    _, x_test, _, y_test = _data(args.preset, args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    path = _glimpse_picture(model, x_test, y_test,
+                            os.path.join(args.output_dir, f"glimpses_{args.preset}.png"))
+    print(f"ram: glimpse paths written to {path}")
+    return {"glimpse_png": path}
+
+
+def run(args, epochs, verbose=True):
+    """Trains and evaluates one preset; returns the figures (also saved as JSON)."""
+    import keras
+    import numpy as np
+
+    from keras_attention_vision.applications import RecurrentAttentionModel
+
+    _configure(args.seed)
+    os.makedirs(args.output_dir, exist_ok=True)
+    train_epoch, x_test, y_train, y_test = _data(args.preset, args.seed)
+    model = RecurrentAttentionModel.from_preset(args.preset, **_overrides(args))
     steps = int(np.ceil(len(y_train) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate,
                                                       decay_steps=epochs * steps)
@@ -227,15 +295,8 @@ def run(args, epochs, verbose=True):
         "paper_row": "arXiv v1: " + PAPER_ERRORS[args.preset][0],
     }
     model.save(os.path.join(args.output_dir, f"ram_{args.preset}.keras"))
-    out = model.rollout(x_test[:6], sample=False, return_glimpses=True)
-    sensor = model.sensor
-    figures["glimpse_png"] = plot_glimpse_paths(
-        x_test[:6], keras.ops.convert_to_numpy(out["locations"]),
-        os.path.join(args.output_dir, f"glimpses_{args.preset}.png"),
-        glimpses=keras.ops.convert_to_numpy(out["glimpses"]),
-        patch_size=sensor.patch_size, num_scales=sensor.num_scales,
-        scale_factor=sensor.scale_factor, labels=y_test[:6],
-        predictions=np.argmax(keras.ops.convert_to_numpy(out["logits"]), -1))
+    figures["glimpse_png"] = _glimpse_picture(
+        model, x_test, y_test, os.path.join(args.output_dir, f"glimpses_{args.preset}.png"))
     with open(os.path.join(args.output_dir, f"results_{args.preset}.json"), "w") as f:
         json.dump({"figures": figures, "history": history, "args": vars(args)}, f,
                   indent=2, default=str)

@@ -1,0 +1,102 @@
+"""What the recipes' `evaluate` and `visualize` steps share: `--weights` and titled grids.
+
+`kav evaluate RECIPE --weights PRESET|PATH` rebuilds the model a preset (or a
+weights file) belongs to and measures it on the data its model card names;
+without `--weights` it uses the recipe's default preset. Bad weights are
+refused before any data is loaded, with a `ValueError` that lists the presets
+or names the file (`kav` prints it on one line and exits with status 2).
+"""
+
+import os
+
+
+def add_weights_argument(parser, default):
+    """Adds `--weights` (used by `evaluate` and `visualize`; `train` ignores it)."""
+    parser.add_argument(
+        "--weights", default=None,
+        help=f"evaluate/visualize: a preset name or a .weights.h5 file (default: the "
+        f"preset {default!r}; see keras_attention_vision.presets.available_presets())")
+
+
+def load(args, application, default, build):
+    """The model that `args.weights` names, and its preset record (or `None`).
+
+    Args:
+        args: the recipe's parsed options (`args.weights`).
+        application: the application name, e.g. `"PixelCNN"`.
+        default: the preset used when `--weights` is not given.
+        build: function `() -> model` building the architecture from the
+            recipe's options, for a weights file that is not a preset.
+
+    Returns:
+        `(model, info)`: `info` is the preset's JSON record, `None` for a file.
+
+    Raises:
+        ValueError: an unknown preset (the valid ones are listed), another
+            application's preset, a missing or unreadable file.
+    """
+    from keras_attention_vision import presets
+
+    weights = getattr(args, "weights", None) or default
+    if presets.is_preset_name(weights):
+        info = presets.get_preset(weights, application)
+        return presets.load_preset(weights), info
+    path = presets.resolve_weights(weights, application)
+    return presets.load_weights(build(), path, application), None
+
+
+def recipe_args(args, info, keys):
+    """Copies the data settings a preset was trained and scored with into `args`."""
+    if info is not None:
+        for key in keys:
+            if key in info["card"].get("recipe_args", {}):
+                setattr(args, key, info["card"]["recipe_args"][key])
+    return args
+
+
+def compare(figures, info, key):
+    """Adds the preset's documented score beside the measured one."""
+    if info is not None and key in info["card"].get("test", {}):
+        figures[f"documented_{key}"] = info["card"]["test"][key]
+    return figures
+
+
+def save_titled_grid(images, path, title, labels=None, cols=8, cmap="gray"):
+    """Saves images in a grid with a title and one label per image (PNG).
+
+    Args:
+        images: `(n, H, W)` or `(n, H, W, C)` in `[0, 1]`.
+        path: the PNG path.
+        title: the figure title.
+        labels: `None` or one string per image.
+        cols: images per row.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    n = len(images)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows + 0.5),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(np.clip(images[i], 0, 1), cmap=cmap, vmin=0, vmax=1)
+            if labels is not None:
+                ax.set_title(labels[i], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

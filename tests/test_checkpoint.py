@@ -13,7 +13,7 @@ import pytest
 from keras_attention_vision.recipes import _checkpoint
 
 #: A small training run: dropout (a layer's SeedGenerator), Keras's global
-#: SeedGenerator (noise added in the loss), a cosine learning-rate schedule
+#: SeedGenerator (noise on the hidden layer; JAX: a layer's own), a cosine learning-rate schedule
 #: (optimizer step counter), Adam moments, shuffling. `KILL_AT = (epoch, batch)`
 #: kills the process (SIGKILL) after that batch.
 SCRIPT = textwrap.dedent("""
@@ -23,8 +23,15 @@ SCRIPT = textwrap.dedent("""
     from keras_attention_vision.recipes import _checkpoint
 
     class Noisy(keras.layers.Layer):
+        # Keras's global SeedGenerator (seed=None); JAX traces only seeded draws
+        def __init__(self):
+            super().__init__()
+            jax = keras.backend.backend() == "jax"
+            self.generator = keras.random.SeedGenerator(7) if jax else None
+
         def call(self, x, training=False):
-            return x + 0.1 * keras.random.normal(keras.ops.shape(x)) if training else x
+            noise = keras.random.normal(keras.ops.shape(x), seed=self.generator)
+            return x + 0.1 * noise if training else x
 
     class Kill(keras.callbacks.Callback):
         def __init__(self, at):

@@ -293,6 +293,13 @@ def _progress_logger(total_epochs, verbose):
     return Progress() if verbose else None
 
 
+def _take(data, index):
+    """`data[index]` for an array or each array of a list/tuple/dict (`None` stays)."""
+    import keras
+
+    return None if data is None else keras.tree.map_structure(lambda a: a[index], data)
+
+
 def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
         verbose="auto", callbacks=(), **kwargs):
     """`model.fit(x, y, ...)` with a checkpoint every epoch and resumption.
@@ -328,9 +335,7 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
     for epoch in range(start, epochs):
         if shuffle:
             order = np.random.default_rng([args.seed, epoch]).permutation(n)
-            take = lambda a: a[order]  # noqa: E731
-            xe, ye = keras.tree.map_structure(take, x), (
-                None if y is None else keras.tree.map_structure(take, y))
+            xe, ye = _take(x, order), _take(y, order)
         else:
             xe, ye = x, y
         logger = _progress_logger(epochs, verbose)
@@ -342,7 +347,5 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
         logs = {k: v[-1] for k, v in history.history.items() if v}
         checkpoint.save(epoch, logs)
     if start >= epochs:  # finished before: load the final weights
-        head = keras.tree.map_structure(lambda a: a[:1], x)
-        checkpoint.load(head, None if y is None else keras.tree.map_structure(
-            lambda a: a[:1], y), batch_size=1)
+        checkpoint.load(_take(x, slice(0, 1)), _take(y, slice(0, 1)), batch_size=1)
     return _History(checkpoint.history, epochs)

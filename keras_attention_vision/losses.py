@@ -5,6 +5,8 @@ import inspect
 import numpy as np
 from keras import ops
 
+from keras_attention_vision.distribution import replica_scaled
+
 
 def weighted_mean(values, sample_weight=None):
     """Reduces per-example losses as Keras's losses do by default.
@@ -13,6 +15,12 @@ def weighted_mean(values, sample_weight=None):
     `"sum_over_batch_size"` reduction, so a model's own `compute_loss` gives
     the number `keras.losses.Loss` would for the same weights (a weight of 0
     removes an example's term without renormalising the others).
+
+    Like Keras's losses, inside a `tf.distribute` replica step the mean is
+    divided by the number of replicas (`distribution.replica_scaled`): the
+    replicas' gradients are summed, so the step follows the mean over the
+    global batch. Outside such a step (and on JAX, whose distributed step
+    sees the global batch) nothing is scaled.
 
     Args:
         values: float tensor `(batch,)` of per-example losses.
@@ -24,9 +32,9 @@ def weighted_mean(values, sample_weight=None):
     """
     values = ops.cast(values, "float32")
     if sample_weight is None:
-        return ops.mean(values)
+        return replica_scaled(ops.mean(values))
     sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-    return ops.mean(values * sample_weight)
+    return replica_scaled(ops.mean(values * sample_weight))
 
 
 class InputsOnlyFitMixin:

@@ -45,6 +45,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_attention_vision.distribution import replica_scaled
 from keras_attention_vision.layers.validation import check_positive_int
 from keras_attention_vision.losses import InputsOnlyFitMixin, weighted_mean
 from keras_attention_vision.metrics import LN2, image_nll
@@ -346,8 +347,8 @@ class AutoregressiveImageModel(InputsOnlyFitMixin, AutoregressiveSampler):
         nll = image_nll(self._targets(images), y_pred, self.distribution)
         # nats per dimension, reduced as Keras's "sum_over_batch_size"
         loss = weighted_mean(nll / self.num_dims, sample_weight)
-        if self.losses:
-            loss = loss + ops.sum(self.losses)
+        if self.losses:  # scaled per replica as Keras scales them (tf.distribute)
+            loss = loss + replica_scaled(ops.sum(self.losses))
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

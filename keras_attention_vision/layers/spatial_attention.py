@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.distribution import global_batch_apply, global_batch_draw
 from keras_attention_vision.layers.validation import (
     check_bool,
     check_choice,
@@ -214,7 +215,10 @@ class SpatialAttention(SeedStateMixin, keras.layers.Layer):
         seed = self.seed_generator.next()
         if keras.backend.backend() == "tensorflow":
             seed = ops.cast(seed, "int32")
-        location = get_distributions().Categorical(logits=logits).sample(seed=seed)
+        # Under tf.distribute: one draw for the global batch, this replica's rows.
+        location = global_batch_apply(
+            lambda batch_logits: get_distributions().Categorical(
+                logits=batch_logits).sample(seed=seed), logits)
         return ops.stop_gradient(ops.cast(location, "int32"))
 
     def attend(self, annotations, projected, hidden, training=None, sample=None,
@@ -240,7 +244,9 @@ class SpatialAttention(SeedStateMixin, keras.layers.Layer):
             one_hot = ops.one_hot(location, ops.shape(logits)[-1], dtype="float32")
             used = ops.ones_like(logits[:, 0])
             if self.expectation_probability > 0:
-                draw = keras.random.uniform(ops.shape(used), seed=self.seed_generator)
+                draw = global_batch_draw(
+                    lambda shape: keras.random.uniform(shape, seed=self.seed_generator),
+                    ops.shape(used))
                 used = ops.cast(draw >= self.expectation_probability, "float32")
             weights = used[:, None] * one_hot + (1.0 - used[:, None]) * alpha
         elif hard:

@@ -40,6 +40,7 @@ PRESETS = {
         "train": ["--preset", "mnist", "--epochs", "250", "--log-every", "25"],
         "data": EMBEDDED + ", 28x28; training digits under fresh random affine "
                 "transforms every epoch (shift 2 px, rotation 10 degrees, zoom 0.1)",
+        "summary": "MNIST 28x28 (embedded split), 6 glimpses of 8x8",
         "recipe_args": {"preset": "mnist", "seed": 0},
         "score": "test_error_m1",
         "score_text": "test error (%) of the mean glimpse path (M=1) on the 1,000 test digits",
@@ -50,6 +51,7 @@ PRESETS = {
         "train": ["--preset", "translated", "--epochs", "40", "--log-every", "10"],
         "data": EMBEDDED + ", each digit placed at random on a 60x60 canvas "
                 "(new canvases every epoch; the test canvases use seed 10,000)",
+        "summary": "translated MNIST 60x60, 8 glimpses of 12x12 at 3 scales (short run)",
         "recipe_args": {"preset": "translated", "seed": 0},
         "score": "test_error_m1",
         "score_text": "test error (%) of the mean glimpse path (M=1) on the 1,000 test "
@@ -60,6 +62,7 @@ PRESETS = {
         "recipe": "pixelcnn",
         "train": ["--epochs", "4", "--num-layers", "4", "--filters", "24"],
         "data": EMBEDDED + ", binarised (pixel > 127 -> 1)",
+        "summary": "binarised MNIST 28x28, 4 gated blocks x 24 filters",
         "recipe_args": {"source": "embedded"},
         "score": "test_bits_per_dim",
         "score_text": "bits/dim (negative log-likelihood / (784 ln 2)) on the 1,000 "
@@ -71,6 +74,7 @@ PRESETS = {
         "train": ["--no-baseline", "--epochs", "6"],
         "data": EMBEDDED + ", each digit on a 40x40 canvas with 8 distractor patches "
                 "of 8x8 cut from other digits (train seed 0, test seed 1)",
+        "summary": "cluttered MNIST 40x40, 5-block ResNet + 2 non-local blocks",
         "recipe_args": {"canvas_size": 40, "distractors": 8, "seed": 0},
         "score": "test_accuracy",
         "score_text": "accuracy on the 1,000 cluttered test canvases",
@@ -80,6 +84,7 @@ PRESETS = {
         "recipe": "sagan",
         "train": ["--epochs", "8"],
         "data": EMBEDDED + ", training digits scaled to [-1, 1]",
+        "summary": "MNIST digits 28x28, generator of a self-attention GAN (hinge loss)",
         "recipe_args": {"latent_dim": 64, "seed": 0},
         "score": "nn_accuracy",
         "score_text": "leave-one-out 1-nearest-neighbour accuracy of telling 1,000 "
@@ -153,6 +158,7 @@ def package(name, output_dir, wall_seconds=None):
     command = " ".join(["KERAS_BACKEND=" + spec["backend"]]
                        + [shlex.quote(c) for c in _command(name, "OUT")])
     card = {
+        "summary": spec["summary"],
         "data": spec["data"],
         "recipe_command": command,
         "recipe_args": spec["recipe_args"],
@@ -171,7 +177,7 @@ def package(name, output_dir, wall_seconds=None):
                               "--output-dir", os.path.join(output_dir, "evaluate")])
     figures = recipes[spec["recipe"]].evaluate(args)
     card["test"] = {k: v for k, v in figures.items()
-                    if not k.startswith("documented_") and k != "weights"}
+                    if not k.endswith("_documented") and k != "weights"}
     card["test_backend"] = keras.backend.backend()
     record_path = presets.PRESETS_DIR / f"{name}.json"
     record = json.loads(record_path.read_text())
@@ -183,6 +189,48 @@ def package(name, output_dir, wall_seconds=None):
     return record
 
 
+def presets_table(application=None):
+    """A Markdown table of the shipped presets (of one application, if given)."""
+    from keras_attention_vision import presets
+    from keras_attention_vision.report import format_value
+
+    rows = ["| preset | application | what | test score | size, SHA-256 |",
+            "|---|---|---|---|---|"]
+    for name, info in presets.available_presets(application).items():
+        card = info["card"]
+        key = card["score"]
+        size = (presets.PRESETS_DIR / info["weights_file"]).stat().st_size / 1e6
+        rows.append(f"| `{name}` | `{info['application']}` | {card.get('summary', '')} | "
+                    f"{key} = {format_value(key, card['test'][key])} "
+                    f"(`{card['evaluate_command']}`) | {size:.2f} MB, "
+                    f"`{info['sha256'][:12]}` |")
+    return "\n".join(rows)
+
+
+#: Files whose `<!-- presets-table [APPLICATION] -->` blocks `--tables` rewrites.
+TABLE_FILES = ("README.md", "docs/getting_started.md", "docs/ram.md", "docs/pixelcnn.md",
+               "docs/non_local.md", "docs/attention_vgg.md", "docs/show_attend_tell.md",
+               "docs/image_transformer.md")
+
+
+def write_tables():
+    """Rewrites every presets table of the README and the docs from the records."""
+    import re
+
+    pattern = re.compile(r"(<!-- presets-table ?([A-Za-z]*) -->\n)(.*?)(<!-- /presets-table -->)",
+                         re.S)
+    for name in TABLE_FILES:
+        path = ROOT / name
+        if not path.exists():
+            continue
+        text = path.read_text()
+        new = pattern.sub(lambda m: m.group(1) + presets_table(m.group(2) or None) + "\n"
+                          + m.group(4), text)
+        if new != text:
+            path.write_text(new)
+            print(f"[presets] table rewritten in {name}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="presets to make (default: all)")
@@ -191,7 +239,12 @@ def main(argv=None):
     parser.add_argument("--package-only", action="store_true",
                         help="package the outputs of an earlier run (no training)")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--tables", action="store_true",
+                        help="only rewrite the presets tables of README.md and docs/")
     args = parser.parse_args(argv)
+    if args.tables:
+        write_tables()
+        return 0
     if args.list:
         for name in PRESETS:
             print(name, " ".join(_command(name, args.work_dir)))
@@ -220,6 +273,7 @@ def main(argv=None):
             subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
         else:
             package(name, output_dir, wall)
+    write_tables()
     return 0
 
 

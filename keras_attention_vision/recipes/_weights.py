@@ -57,7 +57,7 @@ def recipe_args(args, info, keys):
 def compare(figures, info, key):
     """Adds the preset's documented score beside the measured one."""
     if info is not None and key in info["card"].get("test", {}):
-        figures[f"documented_{key}"] = info["card"]["test"][key]
+        figures[f"{key}_documented"] = info["card"]["test"][key]
     return figures
 
 

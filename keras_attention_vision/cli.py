@@ -159,6 +159,11 @@ def _add_common(parser, step=None):
                             help="start over: delete the checkpoints of an earlier run in "
                             "the output folder and overwrite its results (without it, "
                             "an unfinished run resumes and a finished one is kept)")
+        parser.add_argument("--distribute", action="store_true",
+                            help="train on every device: tf.distribute.MirroredStrategy "
+                            "(GPUs) or TPUStrategy on TensorFlow, "
+                            "keras.distribution.DataParallel on JAX; --batch-size is "
+                            "then the global batch (see docs/distributed.md)")
 
 
 def build_parser():
@@ -332,7 +337,9 @@ def main(argv=None):
             return _run_demo(args, recipes)
         module = recipes[args.recipe]
         try:
-            figures = getattr(module, args.command)(args)
+            from keras_attention_vision.distribution import run_distributed
+
+            figures = run_distributed(getattr(module, args.command), args)
         except ValueError as error:  # a value the recipe or a constructor rejects
             if os.environ.get("KAV_DEBUG"):
                 raise

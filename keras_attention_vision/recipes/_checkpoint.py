@@ -293,11 +293,31 @@ def _progress_logger(total_epochs, verbose):
     return Progress() if verbose else None
 
 
-def _take(data, index):
-    """`data[index]` for an array or each array of a list/tuple/dict (`None` stays)."""
-    import keras
+def _is_array(a):
+    return hasattr(a, "shape") and hasattr(a, "__getitem__")
 
-    return None if data is None else keras.tree.map_structure(lambda a: a[index], data)
+
+def _take(data, index):
+    """`data[index]`: an array, a list/tuple/dict of arrays, or a list of strings.
+
+    `None` stays `None`; a plain list (e.g. caption strings) becomes an array.
+    """
+    import numpy as np
+
+    if data is None:
+        return None
+    if isinstance(data, dict):
+        return {key: _take(value, index) for key, value in data.items()}
+    if isinstance(data, (list, tuple)) and data and all(_is_array(a) for a in data):
+        return type(data)(_take(a, index) for a in data)
+    return (data if _is_array(data) else np.asarray(data))[index]
+
+
+def _length(data):
+    while isinstance(data, dict) or (isinstance(data, (list, tuple)) and data
+                                     and all(_is_array(a) for a in data)):
+        data = next(iter(data.values())) if isinstance(data, dict) else data[0]
+    return len(data)
 
 
 def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
@@ -322,7 +342,6 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
     Returns:
         An object with `.history`: every epoch's logs, restored ones included.
     """
-    import keras
     import numpy as np
 
     if verbose == "auto":
@@ -331,7 +350,7 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
     start = checkpoint.initial_epoch
     if start:
         print(f"[{name}] resuming after epoch {min(start, epochs)} of {epochs}", flush=True)
-    n = len(keras.tree.flatten(x)[0])
+    n = _length(x)
     for epoch in range(start, epochs):
         if shuffle:
             order = np.random.default_rng([args.seed, epoch]).permutation(n)

@@ -107,9 +107,11 @@ def _fit(model, data, args):
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    from keras_attention_vision.recipes._checkpoint import fit  # resumable (kav train)
+
     start = time.perf_counter()
-    history = model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=2,
-                        shuffle=True)
+    history = fit(model, x, y, args=args, name=model.name, batch_size=args.batch_size,
+                  epochs=args.epochs)
     return time.perf_counter() - start, history.history
 
 

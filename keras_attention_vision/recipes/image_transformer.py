@@ -99,12 +99,15 @@ def save_labelled_grid(rows, labels, path, title, low_resolution_rows=()):
     plt.close(fig)
 
 
-def _fit(model, inputs, args, epochs, learning_rate):
+def _fit(model, inputs, args, epochs, learning_rate, name="model"):
     import keras
+
+    from keras_attention_vision.recipes._checkpoint import fit  # resumable (kav train)
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()
-    history = model.fit(inputs, batch_size=args.batch_size, epochs=epochs, verbose=2)
+    history = fit(model, inputs, args=args, name=name, batch_size=args.batch_size,
+                  epochs=epochs)
     return (time.perf_counter() - start,
             [round(float(v), 4) for v in history.history["bits_per_dim"]])
 
@@ -149,7 +152,7 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
     for name, config in configs.items():
         model = ImageTransformer(**common, **config)
         before = model.bits_per_dim(x_test[:100])  # 100 test digits
-        seconds, history = _fit(model, x_train, args, epochs, learning_rate)
+        seconds, history = _fit(model, x_train, args, epochs, learning_rate, name)
         bpd = model.bits_per_dim(x_test)
         memory = int(np.prod(model.attentions[0].memory_extent))
         figures[f"{name}_test_bits_per_dim"] = round(bpd, 4)
@@ -187,7 +190,8 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
         low_train, low_test = downscale(x_train, 4), downscale(x_test, 4)
         config = dict(configs[name], low_resolution_shape=(7, 7, 1))
         model = ImageTransformer(**common, **config)
-        seconds, history = _fit(model, [x_train, low_train], args, epochs, learning_rate)
+        seconds, history = _fit(model, [x_train, low_train], args, epochs, learning_rate,
+                                "super_resolution")
         bpd = model.bits_per_dim(x_test, low_resolution=low_test)
         figures["super_resolution_test_bits_per_dim"] = round(bpd, 4)
         details["super_resolution"] = dict(

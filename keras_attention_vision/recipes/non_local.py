@@ -64,16 +64,18 @@ def _data(args):
     return (train, y_train), (test, y_test, test_boxes)
 
 
-def _fit(model, data, args, seed):
+def _fit(model, data, args, seed, name="model"):
     import keras
+
+    from keras_attention_vision.recipes._checkpoint import fit  # resumable (kav train)
 
     (x_train, y_train), (x_test, y_test, _) = data
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-              verbose=2)
+    fit(model, x_train, y_train, args=args, name=name, batch_size=args.batch_size,
+        epochs=args.epochs)
     seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     return float(accuracy), seconds
@@ -166,8 +168,8 @@ def train(args):
     if getattr(args, "no_baseline", False):
         acc_base, t_base = float("nan"), 0.0
     else:
-        acc_base, t_base = _fit(baseline, data, args, args.seed)
-    acc_nl, t_nl = _fit(nonlocal_model, data, args, args.seed)
+        acc_base, t_base = _fit(baseline, data, args, args.seed, "baseline")
+    acc_nl, t_nl = _fit(nonlocal_model, data, args, args.seed, "nonlocal")
     # loadable by NonLocalResNet(width=..., weights=...) (presets)
     nonlocal_model.save_weights(os.path.join(args.output_dir,
                                              "non_local_resnet.weights.h5"))

@@ -80,8 +80,10 @@ def run(args, epochs, train_size, num_layers, filters, num_samples, num_completi
                      gated=not args.plain, distribution="bernoulli")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()
-    history = model.fit(x_train, batch_size=args.batch_size, epochs=epochs,
-                        validation_data=(x_test,), verbose=2)
+    from keras_attention_vision.recipes._checkpoint import fit  # resumable (kav train)
+
+    history = fit(model, x_train, args=args, name="pixelcnn", batch_size=args.batch_size,
+                  epochs=epochs, validation_data=(x_test,))
     train_seconds = time.perf_counter() - start
 
     test_bpd = model.bits_per_dim(x_test)

@@ -257,11 +257,16 @@ def run(args, epochs, verbose=True):
                   jit_compile=True if getattr(args, "jit_compile", False) else "auto",
                   # 16 steps per compiled call: same updates, less per-step overhead
                   steps_per_execution=16)
-    rng = np.random.default_rng(args.seed)
+    from keras_attention_vision.recipes._checkpoint import EpochCheckpoint
+
+    # kav train: a checkpoint every epoch; a rerun resumes (std from the epoch number)
+    checkpoint = EpochCheckpoint(model, args, f"ram_{args.preset}")
     start = time.perf_counter()
-    history = []
+    history = checkpoint.extra.get("rows", [])
     stds = _std_schedule(args, epochs)
-    for epoch in range(epochs):
+    for epoch in range(checkpoint.initial_epoch, epochs):
+        # the epoch's data is a function of (seed, epoch): a resumed run redraws it
+        rng = np.random.default_rng([args.seed, epoch])
         if stds[epoch] != model.policy.std:
             model.policy.std = stds[epoch]  # a Python float: retrace the train step
             model.train_function = None
@@ -271,7 +276,8 @@ def run(args, epochs, verbose=True):
         elif args.preset == "mnist":
             x_train = shift_images(x_train, args.shift, rng)
         logs = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epoch + 1,
-                         initial_epoch=epoch, verbose=0).history
+                         initial_epoch=epoch, verbose=0,
+                         callbacks=checkpoint.callbacks()).history
         if (epoch + 1) % args.log_every == 0 or epoch + 1 == epochs:
             error = _error(model, x_test, y_test, 1)
             row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
@@ -283,6 +289,8 @@ def run(args, epochs, verbose=True):
                 print(f"ram[{args.preset}] epoch {epoch + 1}: loss {row['loss']:.3f}, "
                       f"train reward {row['train_reward']:.3f}, test error (M=1) "
                       f"{error:.2f}% ({row['seconds']:.0f} s)", flush=True)
+        checkpoint.save(epoch, {k: v[-1] for k, v in logs.items()}, extra={"rows": history})
+    checkpoint.load(x_test[:1], y_test[:1])  # a run finished before: its final weights
     train_seconds = time.perf_counter() - start
     figures = {
         "preset": args.preset,

@@ -146,7 +146,10 @@ def train(args):
     gan.compile(optimizer=keras.optimizers.Adam(args.learning_rate, beta_1=0.0,
                                                 beta_2=0.9))
     start = time.perf_counter()
-    history = gan.fit(images, batch_size=args.batch_size, epochs=args.epochs, verbose=2)
+    from keras_attention_vision.recipes._checkpoint import fit  # resumable (kav train)
+
+    history = fit(gan, images, args=args, name="sagan", batch_size=args.batch_size,
+                  epochs=args.epochs)
     seconds = time.perf_counter() - start
     samples = (gan.generate(args.samples, seed=args.seed) + 1.0) / 2.0
     save_image_grid(samples, os.path.join(args.output_dir, "samples.png"), cols=8)

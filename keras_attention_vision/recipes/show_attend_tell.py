@@ -57,9 +57,11 @@ def _train_one(mode, data, args):
     schedule = keras.optimizers.schedules.CosineDecay(
         args.learning_rate, args.epochs * -(-len(texts) // args.batch_size), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0))
+    from keras_attention_vision.recipes._checkpoint import fit  # resumable (kav train)
+
     start = time.perf_counter()
-    model.fit(train["images"][indices], texts, batch_size=args.batch_size,
-              epochs=args.epochs, verbose=2, shuffle=True)
+    fit(model, train["images"][indices], texts, args=args, name=mode,
+        batch_size=args.batch_size, epochs=args.epochs)
     return model, time.perf_counter() - start
 
 

@@ -63,6 +63,30 @@ def gaussian_entropy(mean, std):
     return ops.sum(policy.entropy(), -1)
 
 
+def bernoulli_log_prob(logits, actions):
+    """Log-probability of binary `actions` under `Bernoulli(sigmoid(logits))`.
+
+    The actions are constants (their gradient is stopped); the gradient flows
+    to `logits`. Computed in float32 with TFP's `Bernoulli`.
+
+    Args:
+        logits: the policy's logits, shape `(...)`.
+        actions: the sampled actions in {0, 1}, shape `(...)`.
+
+    Returns:
+        float32 tensor of shape `(...)`.
+    """
+    tfd = get_distributions()
+    policy = tfd.Bernoulli(logits=ops.cast(logits, "float32"), dtype="float32")
+    return policy.log_prob(ops.stop_gradient(ops.cast(actions, "float32")))
+
+
+def bernoulli_entropy(logits):
+    """Entropy (nats) of `Bernoulli(sigmoid(logits))`, float32 of the shape of `logits`."""
+    tfd = get_distributions()
+    return tfd.Bernoulli(logits=ops.cast(logits, "float32"), dtype="float32").entropy()
+
+
 def reinforce_loss(rewards, log_probs, baselines=None, sample_weight=None):
     """The REINFORCE surrogate loss `-mean_b w_b sum_t (R - sg(b_t)) * log pi_t`.
 
@@ -317,16 +341,117 @@ class MovingAverageBaseline(keras.layers.Layer):
         return tuple(input_shape)
 
 
+@kav_export("keras_attention_vision.reinforce.BernoulliPolicy")
+class BernoulliPolicy(SeedStateMixin, keras.layers.Layer):
+    """A binary decision `a ~ Bernoulli(sigmoid(W h + b))` (e.g. stop, or "found").
+
+    In training the action is sampled, `a = sg(u < sigmoid(W h + b))` with
+    `u ~ U(0, 1)`; otherwise it is the most likely one, `a = (W h + b > 0)`.
+    REINFORCE trains the logits through `log_prob(logits, a)`.
+
+    Args:
+        initial_probability: `sigmoid(b)` at the start (the bias is initialised
+            to its logit, the kernel to zeros), in `(0, 1)`: a small value
+            starts a policy that seldom takes the action.
+        stop_gradient_inputs: stop the gradient from the policy into the
+            state `h`.
+        seed: seed of the sampling.
+        **kwargs: base layer arguments.
+
+    Call arguments:
+        inputs: the state `h`, shape `(B, features)`.
+        training: sample when `True`.
+        sample: overrides `training` to sample (`True`) or not (`False`).
+
+    Returns:
+        `(logits, action)`: float32 logits `(B,)` and actions `(B,)` in
+        {0, 1} (float32).
+
+    Raises:
+        ValueError: when `initial_probability` is not in `(0, 1)`, quoting it.
+
+    Example:
+
+    ```python
+    policy = BernoulliPolicy(initial_probability=0.05, seed=0)
+    logits, found = policy(h, training=True)
+    log_pi = policy.log_prob(logits, found)  # (B,)
+    ```
+
+    The state of the sampling's `SeedGenerator` is saved in `.keras` files.
+    """
+
+    def __init__(self, initial_probability=0.5, stop_gradient_inputs=False, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(initial_probability, bool) or not isinstance(
+                initial_probability, (int, float)) or not 0 < initial_probability < 1:
+            raise ValueError("`initial_probability` must be a number in (0, 1). "
+                             f"Received: initial_probability={initial_probability!r}")
+        self.initial_probability = float(initial_probability)
+        self.stop_gradient_inputs = check_bool("stop_gradient_inputs",
+                                               stop_gradient_inputs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "initial_probability": self.initial_probability,
+            "stop_gradient_inputs": self.stop_gradient_inputs,
+            "seed": self.seed,
+        })
+        return config
+
+    def build(self, input_shape):
+        import math
+
+        p = self.initial_probability
+        self.dense = keras.layers.Dense(
+            1, kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(math.log(p / (1 - p))),
+            dtype=self.dtype_policy, name="logit")
+        self.dense.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None, sample=None):
+        if self.stop_gradient_inputs:
+            inputs = ops.stop_gradient(inputs)
+        logits = ops.cast(self.dense(inputs)[..., 0], "float32")
+        sample = bool(training) if sample is None else sample
+        if sample:
+            draw = keras.random.uniform(ops.shape(logits), seed=self.seed_generator)
+            action = ops.cast(draw < ops.sigmoid(logits), "float32")
+        else:
+            action = ops.cast(logits > 0, "float32")
+        return logits, ops.stop_gradient(action)
+
+    def log_prob(self, logits, actions):
+        """`log pi(sg(actions) | logits)`, float32 of the shape of `logits`."""
+        return bernoulli_log_prob(logits, actions)
+
+    def entropy(self, logits):
+        """The entropy of the decision at `logits` (nats)."""
+        return bernoulli_entropy(logits)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape[:-1])
+        return shape, shape
+
+
 def require_reinforce_backend():
     """Raises the clear backend error on PyTorch (no TFP substrate)."""
     return check_backend("REINFORCE models (TFP log-probabilities)")
 
 
 __all__ = [
+    "BernoulliPolicy",
     "GaussianLocationPolicy",
     "LearnedBaseline",
     "MovingAverageBaseline",
     "baseline_loss",
+    "bernoulli_entropy",
+    "bernoulli_log_prob",
     "gaussian_entropy",
     "gaussian_log_prob",
     "reinforce_loss",

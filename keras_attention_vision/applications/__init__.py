@@ -53,3 +53,8 @@ from keras_attention_vision.applications.image_transformer import (  # noqa: E40
 )
 
 __all__ += ["ImageTransformer", "ImageTransformerLayer"]
+from keras_attention_vision.applications.visual_search_agent import (  # noqa: E402
+    VisualSearchAgent,
+)
+
+__all__ += ["VisualSearchAgent"]

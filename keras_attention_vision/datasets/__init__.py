@@ -16,3 +16,6 @@ from keras_attention_vision.datasets.shapes_captions import (
 __all__ = ["load_mnist", "make_translated_mnist", "make_cluttered_mnist"]
 __all__ += ["make_shapes_captions", "caption_pairs", "load_flickr8k_captions",
             "load_coco_captions", "load_caption_images"]
+from keras_attention_vision.datasets.search_scenes import make_search_scenes  # noqa: E402
+
+__all__ += ["make_search_scenes"]

@@ -10,7 +10,12 @@ import numpy as np
 DIGIT_SIZE = 28
 
 
-def _check_digits(images, canvas_size):
+def check_digits(images, canvas_size):
+    """Checks `(N, 28, 28)` digits and a canvas side; returns the digits as float32 in [0, 1].
+
+    Raises:
+        ValueError: quoting the shape or the canvas size when they do not fit.
+    """
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE):
         raise ValueError(
@@ -71,7 +76,7 @@ def make_cluttered_mnist(
     canvases, boxes = make_cluttered_mnist(x[:100], 100, num_distractors=8)
     ```
     """
-    digits = _check_digits(images, canvas_size)
+    digits = check_digits(images, canvas_size)
     if not isinstance(num_distractors, int) or num_distractors < 0:
         raise ValueError(
             "`num_distractors` must be a non-negative int. "

@@ -17,8 +17,8 @@ level, so `kav --help` stays fast.
 import importlib
 import pkgutil
 
-ORDER = ("ram", "non-local", "sagan", "pixelcnn", "attention-vgg", "show-attend-tell",
-         "image-transformer")
+ORDER = ("ram", "visual-search", "non-local", "sagan", "pixelcnn", "attention-vgg",
+         "show-attend-tell", "image-transformer")
 
 
 def available_recipes():

@@ -91,10 +91,13 @@ def run(args, epochs, train_size, num_layers, filters, num_samples, num_completi
     start = time.perf_counter()
     samples = model.sample(num_samples, seed=args.seed)
     sample_seconds = time.perf_counter() - start
-    save_image_grid(samples, os.path.join(args.output_dir, "samples.png"))
+    save_image_grid(samples, os.path.join(args.output_dir, "samples.png"),
+                    title=f"PixelCNN: {len(samples)} samples (binarised 28x28 MNIST)")
     grid, completed, mask = _completions(model, x_test, num_completions, args.seed)
     save_image_grid(grid, os.path.join(args.output_dir, "completions.png"),
-                    cols=num_completions)
+                    cols=num_completions, title="PixelCNN: lower halves of test digits "
+                    "completed", row_labels=["test digit", "upper half given",
+                                             "completion, seed 0", "completion, seed 1"])
     kept = bool(np.array_equal(completed[:, :14], x_test[:num_completions, :14]))
     model.save(os.path.join(args.output_dir, "pixelcnn.keras"))
 

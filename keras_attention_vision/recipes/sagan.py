@@ -152,9 +152,12 @@ def train(args):
                   epochs=args.epochs)
     seconds = time.perf_counter() - start
     samples = (gan.generate(args.samples, seed=args.seed) + 1.0) / 2.0
-    save_image_grid(samples, os.path.join(args.output_dir, "samples.png"), cols=8)
+    save_image_grid(samples, os.path.join(args.output_dir, "samples.png"), cols=8,
+                    title=f"SAGAN: {len(samples)} generated digits "
+                    f"(after {args.epochs} epochs)")
     save_image_grid(x_train[:args.samples] / 255.0,
-                    os.path.join(args.output_dir, "real.png"), cols=8)
+                    os.path.join(args.output_dir, "real.png"), cols=8,
+                    title=f"Real MNIST digits ({args.samples}), for comparison")
     _attention_picture(gan, os.path.join(args.output_dir, "attention.png"), args.seed)
     # the generator alone, loadable by SAGANGenerator(weights=...) (presets)
     gan.generator.save_weights(os.path.join(args.output_dir, "generator.weights.h5"))

@@ -110,6 +110,8 @@ def attention_picture(test, out, path, count=4):
                 ax.set_title(words[t], fontsize=7)
         for ax in axes[i]:
             ax.axis("off")
+    fig.suptitle("Show, Attend and Tell: the attention (bright) behind each generated "
+                 "word", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -20,7 +20,9 @@ def location_to_pixels(locations, height, width):
 
 def plot_glimpse_paths(images, locations, path, glimpses=None, patch_size=8,
                        num_scales=1, scale_factor=2, labels=None, predictions=None,
-                       max_images=6):
+                       max_images=6,
+                       title="Glimpse paths (red line; squares: retina scales, numbered "
+                             "in order) and the glimpse read at each step"):
     """Saves a PNG: each image with its glimpse path, and the glimpses it read.
 
     Args:
@@ -32,6 +34,7 @@ def plot_glimpse_paths(images, locations, path, glimpses=None, patch_size=8,
         patch_size, num_scales, scale_factor: the retina, to draw the squares.
         labels, predictions: optional class ids shown in the titles.
         max_images: how many images to draw.
+        title: the figure title (`None`: none).
 
     Returns:
         `path`.
@@ -86,6 +89,8 @@ def plot_glimpse_paths(images, locations, path, glimpses=None, patch_size=8,
                 axes[i, t + 1].imshow(patch, cmap="gray", vmin=0, vmax=1)
                 axes[i, t + 1].set_title(f"glimpse {t + 1}", fontsize=7)
                 axes[i, t + 1].axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

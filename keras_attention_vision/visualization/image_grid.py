@@ -42,8 +42,14 @@ def image_grid(images, cols=None, padding=1, pad_value=0.5):
     return np.clip(grid, 0.0, 1.0)
 
 
-def save_image_grid(images, path, cols=None, padding=1, scale=4):
+def save_image_grid(images, path, cols=None, padding=1, scale=4, title=None,
+                    row_labels=None):
     """Saves `image_grid(images, cols, padding)` as a PNG, upscaled `scale` times.
+
+    Args:
+        title: optional figure title; with it (or `row_labels`) the grid is
+            drawn in a matplotlib figure instead of saved pixel for pixel.
+        row_labels: optional text per grid row, left of the row.
 
     Returns:
         The path written.
@@ -54,9 +60,34 @@ def save_image_grid(images, path, cols=None, padding=1, scale=4):
     import matplotlib.image
 
     grid = image_grid(images, cols=cols, padding=padding)
+    if title or row_labels:
+        return _save_titled_grid(grid, path, title, row_labels,
+                                 np.asarray(images).shape[1], padding)
     grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
     if grid.ndim == 2:
         matplotlib.image.imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
     else:
         matplotlib.image.imsave(path, grid)
+    return path
+
+
+def _save_titled_grid(grid, path, title, row_labels, height, padding):
+    import matplotlib.pyplot as plt
+
+    rows, cols = grid.shape[:2]
+    fig, ax = plt.subplots(figsize=(1.0 + cols / 40, 0.6 + rows / 40))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0,
+              interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels:
+        step = height + padding
+        ax.set_yticks([padding + step * r + height / 2 for r in range(len(row_labels))])
+        ax.set_yticklabels(row_labels, fontsize=8)
+    else:
+        ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return path

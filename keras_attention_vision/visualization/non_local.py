@@ -16,7 +16,9 @@ def attention_for_query(scores, query_index, key_map_shape):
 
 
 def save_non_local_attention(images, scores, query_points, map_shape, key_map_shape,
-                             path, titles=None):
+                             path, titles=None,
+                             suptitle="Non-local attention: the weights of the query "
+                                      "position (red +) over the image"):
     """Saves, per image, the attention of chosen query positions over the image.
 
     Args:
@@ -28,6 +30,7 @@ def save_non_local_attention(images, scores, query_points, map_shape, key_map_sh
         key_map_shape: `(h_k, w_k)` of the key map.
         path: the PNG file to write.
         titles: optional title per image.
+        suptitle: the figure title (`None`: none).
 
     Returns:
         The path written.
@@ -57,6 +60,8 @@ def save_non_local_attention(images, scores, query_points, map_shape, key_map_sh
         axes[1, k].set_title("attention", fontsize=8)
         for ax in axes[:, k]:
             ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

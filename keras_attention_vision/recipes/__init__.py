@@ -8,7 +8,14 @@ A recipe module defines:
 - `train(args)`: the full recipe: train, evaluate, write results and pictures
   under `args.output_dir`; returns a dict of the measured figures;
 - `demo(args)`: a short version for `kav demo` (a minute or two on 2 cores);
-- optionally `evaluate(args)` and `visualize(args)`.
+- optionally `evaluate(args)` and `visualize(args)`;
+- optionally `UNITS = {figure key: unit}` for numbers `kav demo` cannot name a
+  unit for (`keras_attention_vision.report.unit_of`).
+
+`train` fits through `recipes/_checkpoint.py` (`fit`, or `EpochCheckpoint` in
+an epoch loop of its own), so `kav train` saves a checkpoint every epoch and a
+rerun resumes; each epoch's data must be a function of `(seed, epoch)`
+(docs/cli.md).
 
 Modules are found by scanning this package, and import nothing heavy at module
 level, so `kav --help` stays fast.

@@ -243,6 +243,27 @@ class RecurrentAttentionModel(keras.Model):
         self.classifier.build((None, self.core_units))
         self.built = True
 
+    def multiply_adds(self):
+        """Multiply-adds of one image's forward pass (the mean path, `T` glimpses).
+
+        Per glimpse: the glimpse network's four dense layers (retina
+        `k * p * p * C -> hidden`, location `2 -> hidden`, both `hidden ->
+        units`), the core (`RNN`: `units * (g + units)`; `LSTM`: 4 times
+        that), the location mean (`units * 2`) and the learned baseline
+        (`units`); once: the classifier (`units * classes`). The retina's
+        block averages are additions, not counted (see
+        `keras_attention_vision.cost`).
+        """
+        glimpse = self.sensor.compute_output_shape([(1,) + self.image_shape, (1, 2)])
+        retina = 1
+        for d in glimpse[1:]:
+            retina *= d
+        hidden, units, core = self.glimpse_hidden, self.glimpse_units, self.core_units
+        step = (retina * hidden + 2 * hidden + 2 * hidden * units
+                + (4 if self.core == "lstm" else 1) * core * (units + core)
+                + 2 * core + (core if self.baseline == "learned" else 0))
+        return self.num_glimpses * step + core * self.classes
+
     # The rollout ----------------------------------------------------------------
 
     def _core_step(self, g, state):

@@ -234,6 +234,47 @@ def assert_mixed_precision(layer_cls, init_kwargs, input_data, call_kwargs=None,
             )
 
 
+def assert_compiles_with_xla(layer_cls, init_kwargs, input_data, call_kwargs=None,
+                             atol=1e-4):
+    """Checks the layer compiles with XLA and gives its eager outputs.
+
+    TensorFlow: the call inside `tf.function(jit_compile=True)`; JAX: the
+    layer's `stateless_call` inside `jax.jit`. Static shapes and no Python
+    control flow on tensor values are what XLA (and TPUs) need. PyTorch: not
+    applicable (nothing is checked).
+    """
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        return
+    call_kwargs = call_kwargs or {}
+    arrays, is_list = _as_list(input_data)
+    layer = layer_cls(**init_kwargs)
+    tensors = [ops.convert_to_tensor(a) for a in arrays]
+    eager = to_numpy(_flat(_call(layer, tensors, is_list, call_kwargs)))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(
+            lambda *t: _flat(_call(layer, list(t), is_list, call_kwargs)),
+            jit_compile=True)(*tensors)
+    else:
+        import jax
+
+        def stateless(trainable, non_trainable, *t):
+            outputs, _ = layer.stateless_call(trainable, non_trainable,
+                                              list(t) if is_list else t[0], **call_kwargs)
+            return _flat(outputs)
+
+        compiled = jax.jit(stateless)([v.value for v in layer.trainable_variables],
+                                      [v.value for v in layer.non_trainable_variables],
+                                      *tensors)
+    compiled = to_numpy(compiled)
+    assert len(compiled) == len(eager)
+    for a, b in zip(compiled, eager):
+        np.testing.assert_allclose(a, b, atol=atol, rtol=atol,
+                                   err_msg=f"{layer_cls.__name__} under XLA")
+
+
 def run_layer_test(layer_cls, init_kwargs, input_data, call_kwargs=None,
                    run_saving=True, run_fit=True, run_mixed_precision=True,
                    mixed_precision_output_dtype="float16", saving_atol=1e-6):
@@ -248,6 +289,8 @@ def run_layer_test(layer_cls, init_kwargs, input_data, call_kwargs=None,
             say why at the call site.
         mixed_precision_output_dtype: the dtype the first output must have
             under `mixed_float16` (`None` skips the check).
+
+    Every configuration is also compiled with XLA (`assert_compiles_with_xla`).
         saving_atol: tolerance of the save/load comparison.
     """
     assert_config_round_trip(layer_cls, init_kwargs)
@@ -260,6 +303,7 @@ def run_layer_test(layer_cls, init_kwargs, input_data, call_kwargs=None,
     if run_mixed_precision:
         assert_mixed_precision(layer_cls, init_kwargs, input_data, call_kwargs,
                                output_dtype=mixed_precision_output_dtype)
+    assert_compiles_with_xla(layer_cls, init_kwargs, input_data, call_kwargs)
 
 
 def _to_first(array):

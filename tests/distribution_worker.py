@@ -1,0 +1,358 @@
+"""Worker for tests/test_distribution.py: trains the applications on simulated devices.
+
+Simulated devices must be configured before TensorFlow or JAX initialises, so
+the tests run this script in its own process:
+
+    KERAS_BACKEND=tensorflow python -m tests.distribution_worker --engine mirrored
+    KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=4 \
+        python -m tests.distribution_worker --engine data_parallel
+    KERAS_BACKEND=jax XLA_FLAGS=... python -m tests.distribution_worker --engine model_parallel
+
+It prints one JSON object on its last line of output. For each application
+(tiny configuration, SGD):
+
+- `max_weight_diff`: the largest absolute difference between the weights
+  (trainable and not: batch-norm statistics, the moving-average baseline)
+  after one step on 2 replicas with a global batch of `2B` and after the
+  same step on one device with the same `2B` examples and initial weights;
+  `max_weight_change` how far that step moved them; `metric_diffs`: the
+  differences of the step's logged loss and metrics (RAM's reward);
+- `losses`: the epoch losses of `fit` under the engine, continuing from that
+  step, and `first`/`last`: the loss checked to decrease (see
+  `_training_set_loss`);
+- `xla_loss`, `xla_weight_change` (TensorFlow): a one-device step compiled
+  with `jit_compile=True`, so every layer of the model goes through XLA; on
+  JAX every step is `jax.jit`-compiled.
+
+Sampled quantities (RAM's locations, the hard attention's positions, SAGAN's
+latent vectors) come from the model's seeded `SeedGenerator`: on one device one
+draw for the batch, on 2 replicas each replica's rows of the same draw
+(`distribution.global_batch_draw`), so the two steps sample the same numbers
+and are compared as they are (no sampling is replaced by the mean).
+Batch-norm layers are synchronised on TensorFlow
+(`distribution.synchronize_batch_normalization`); under JAX's DataParallel the
+batch statistics are global already.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+REPLICAS = 2
+
+
+def _configure(engine):
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * REPLICAS)
+    return backend
+
+
+def _apps():
+    import numpy as np
+
+    from keras_attention_vision.applications import (
+        SAGAN,
+        AttentionVGG,
+        ImageTransformer,
+        NonLocalResNet50,
+        PixelCNN,
+        RecurrentAttentionModel,
+        SAGANDiscriminator,
+        SAGANGenerator,
+        ShowAttendTell,
+    )
+    from keras_attention_vision.applications.show_attend_tell import END, START
+
+    rng = np.random.default_rng(0)
+
+    def ram_data(n):
+        labels = rng.integers(0, 3, n)
+        images = rng.uniform(0, 0.2, (n, 12, 12, 1)).astype("float32")
+        for i, label in enumerate(labels):
+            images[i, 4 * label:4 * label + 4, 4:8] = 1.0
+        return images, labels
+
+    ram_tiny = dict(input_shape=(12, 12, 1), classes=3, num_glimpses=2, patch_size=4,
+                    num_scales=2, glimpse_hidden=8, glimpse_units=16, core_units=16,
+                    std=0.2, seed=0)
+
+    def classes_data(n, shape):
+        labels = rng.integers(0, 3, n)
+        images = rng.uniform(0, 0.3, (n,) + shape).astype("float32")
+        for i, label in enumerate(labels):
+            images[i, :, 2 * label:2 * label + 3] += 0.7
+        return images, labels
+
+    def captions(n):
+        images = rng.uniform(size=(n, 16, 16, 3)).astype("float32")
+        words = rng.integers(4, 11, (n, 3))
+        tokens = np.concatenate([np.full((n, 1), START), words, np.full((n, 1), END)],
+                                axis=1).astype("int32")
+        return images, tokens
+
+    binary = lambda n, shape: (rng.uniform(size=(n,) + shape) < 0.3).astype("float32")  # noqa: E731
+
+    return {
+        "ram": (lambda: RecurrentAttentionModel(**ram_tiny), ram_data, 0.1),
+        "ram_moving_average": (
+            lambda: RecurrentAttentionModel(**ram_tiny, baseline="moving_average"),
+            ram_data, 0.1),
+        "show_attend_tell_hard": (
+            lambda: ShowAttendTell(["a", "red", "blue", "circle", "square", "left", "of"],
+                                   input_shape=(16, 16, 3), encoder_filters=(4, 4, 4),
+                                   embedding_dim=8, units=8, attention_units=8,
+                                   max_caption_length=6, attention="hard", seed=0),
+            captions, 0.1),
+        "sagan": (
+            lambda: SAGAN(SAGANGenerator(latent_dim=8, image_shape=(8, 8, 1),
+                                         base_channels=16),
+                          SAGANDiscriminator(image_shape=(8, 8, 1), base_channels=16),
+                          seed=0),
+            lambda n: (rng.uniform(-1, 1, (n, 8, 8, 1)).astype("float32"), None), 0.01),
+        "pixelcnn": (
+            lambda: PixelCNN(input_shape=(6, 6, 1), num_layers=2, filters=4,
+                             first_kernel_size=3),
+            lambda n: (binary(n, (6, 6, 1)), None), 0.1),
+        "image_transformer": (
+            lambda: ImageTransformer(input_shape=(4, 4, 1), num_layers=2, hidden_size=8,
+                                     num_heads=2, query_shape=(2, 2),
+                                     memory_flange=(1, 1)),
+            lambda n: (rng.integers(0, 256, (n, 4, 4, 1)).astype("float32"), None), 0.1),
+        "attention_vgg": (
+            lambda: AttentionVGG(input_shape=(16, 16, 1), classes=3,
+                                 width_multiplier=1 / 16),
+            lambda n: classes_data(n, (16, 16, 1)), 0.02),
+        "non_local_resnet50": (
+            lambda: NonLocalResNet50(input_shape=(32, 32, 3), classes=3,
+                                     nonlocal_stages=1),
+            lambda n: classes_data(n, (32, 32, 3)), 0.01),
+    }
+
+
+def _compile(model, learning_rate, jit_compile="auto"):
+    import keras
+
+    loss = None
+    if type(model).__name__ == "Functional":  # the classifiers; the others own their loss
+        loss = "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=loss,
+                  jit_compile=jit_compile)
+    return model
+
+
+def _build(builder, learning_rate, jit_compile="auto"):
+    import keras
+
+    from keras_attention_vision.distribution import synchronize_batch_normalization
+
+    keras.utils.set_random_seed(0)
+    model = builder()
+    if not model.built:  # the subclassed models build their variables from their config
+        model.build(None)
+    synchronize_batch_normalization(model)
+    return _compile(model, learning_rate, jit_compile)
+
+
+def _fit(model, x, y, **kwargs):
+    if y is None:
+        return model.fit(x, shuffle=False, verbose=0, **kwargs)
+    return model.fit(x, y, shuffle=False, verbose=0, **kwargs)
+
+
+#: Models whose training loss has a sampled term; the others' loss is deterministic.
+SAMPLED = ("ram", "ram_moving_average", "show_attend_tell_hard", "sagan")
+
+
+def _training_set_loss(name, model, x, y):
+    """The loss on the training set whose decrease shows that `fit` trained.
+
+    The REINFORCE models: `evaluate` (RAM: the cross-entropy of the mean
+    path; hard attention: the loss of the expected attention), as the
+    training loss has a sampled REINFORCE term. SAGAN: the discriminator's
+    hinge loss on the real images and on images generated from fixed latent
+    vectors (the summed loss of a GAN is a game's value, which need not fall).
+    """
+    import numpy as np
+
+    if name == "sagan":
+        from keras_attention_vision.applications.sagan import hinge_discriminator_loss
+
+        z = np.random.default_rng(1).normal(size=(len(x), model.latent_dim))
+        fake = model.generator(z.astype("float32"), training=False)
+        return float(hinge_discriminator_loss(model.discriminator(x, training=False),
+                                              model.discriminator(fake, training=False)))
+    logs = model.evaluate(x, y, verbose=0, return_dict=True) if y is not None else \
+        model.evaluate(x, verbose=0, return_dict=True)
+    return float(logs["loss"])
+
+
+def _weights(model):
+    import numpy as np
+
+    return [np.asarray(w, "float64") for w in model.get_weights()]
+
+
+_STRATEGIES = {}
+
+
+def _engine_scope(engine):
+    import contextlib
+
+    import keras
+
+    if engine == "mirrored":
+        # One strategy for the process: the collective instance keys of a
+        # second MirroredStrategy over the same devices can collide with the
+        # first one's ("shape mismatch in the collective instance").
+        if "mirrored" not in _STRATEGIES:
+            import tensorflow as tf
+
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+            assert len(devices) == REPLICAS, devices
+            _STRATEGIES["mirrored"] = tf.distribute.MirroredStrategy(devices)
+        return _STRATEGIES["mirrored"].scope()
+    if engine == "data_parallel":
+        devices = keras.distribution.list_devices()[:REPLICAS]
+        return keras.distribution.DataParallel(devices=devices).scope()
+    return contextlib.nullcontext()
+
+
+def _max_diff(first, second):
+    return max((float(abs(a - b).max()) if a.size else 0.0)
+               for a, b in zip(first, second, strict=True))
+
+
+def run_app(name, engine, batch=4, epochs=6, train_size=16):
+    """One application: the step equality, XLA (TF), then `fit` under the engine."""
+    import keras
+
+    builder, data, learning_rate = _apps()[name]
+    x, y = data(train_size)
+    step_x = x[:batch * REPLICAS]
+    step_y = None if y is None else y[:batch * REPLICAS]
+    out = {}
+    start = time.perf_counter()
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if tensorflow and name in SAMPLED:
+        # XLA: one step of the one-device model compiled with jit_compile=True.
+        # XLA's random-number kernels draw other numbers than TensorFlow's, so
+        # for the models that sample this is a separate step.
+        xla = _build(builder, learning_rate, jit_compile=True)
+        xla_initial = _weights(xla)
+        xla_logs = _fit(xla, step_x, step_y, batch_size=batch * REPLICAS, epochs=1)
+        out["xla_loss"] = float(xla_logs.history["loss"][0])
+        out["xla_weight_change"] = _max_diff(_weights(xla), xla_initial)
+    # One step on one device against the same step on 2 replicas. On TF the
+    # one-device reference is compiled with XLA where nothing is sampled
+    # (and is the XLA check); JAX always compiles with XLA.
+    xla_reference = tensorflow and name not in SAMPLED
+    single = _build(builder, learning_rate,
+                    jit_compile=True if xla_reference else (False if tensorflow else "auto"))
+    initial = _weights(single)
+    single_logs = _fit(single, step_x, step_y, batch_size=batch * REPLICAS, epochs=1)
+    if xla_reference:
+        out["xla_loss"] = float(single_logs.history["loss"][0])
+        out["xla_weight_change"] = _max_diff(_weights(single), initial)
+    with _engine_scope(engine):
+        multi = _build(builder, learning_rate,
+                       jit_compile=False if tensorflow else "auto")
+        multi.set_weights(initial)
+        multi_logs = _fit(multi, step_x, step_y, batch_size=batch * REPLICAS, epochs=1)
+        out["max_weight_diff"] = _max_diff(_weights(single), _weights(multi))
+        out["max_weight_change"] = _max_diff(_weights(single), initial)
+        out["metric_diffs"] = {
+            key: abs(single_logs.history[key][0] - multi_logs.history[key][0])
+            for key in single_logs.history}
+        out["step_seconds"] = time.perf_counter() - start
+        # then fit under the engine: the loss on the training set goes down
+        first = _training_set_loss(name, multi, x, y) if name in SAMPLED else None
+        history = _fit(multi, x, y, batch_size=batch * REPLICAS, epochs=epochs)
+        out["losses"] = [float(v) for v in history.history["loss"]]
+        if name in SAMPLED:
+            out["first"], out["last"] = first, _training_set_loss(name, multi, x, y)
+        else:  # deterministic training loss: its first and last epochs
+            out["first"], out["last"] = out["losses"][0], out["losses"][-1]
+    out["seconds"] = time.perf_counter() - start
+    print(f"{name}: {out}", file=sys.stderr, flush=True)
+    return out
+
+
+def run_model_parallel(names):
+    """ModelParallel on a (2, 2) mesh: the default layout maps' kernels are sharded."""
+    import keras
+    import numpy as np
+
+    from keras_attention_vision.distribution import default_layout_map
+
+    devices = keras.distribution.list_devices()
+    mesh = keras.distribution.DeviceMesh((2, 2), ["batch", "model"], devices[:4])
+    results = {}
+    for name in names:
+        builder, data, learning_rate = _apps()[name]
+        x, y = data(8)
+        start = time.perf_counter()
+        layout_map = default_layout_map(name, mesh)
+        distribution = keras.distribution.ModelParallel(layout_map=layout_map,
+                                                         batch_dim_name="batch")
+        with distribution.scope():
+            model = _build(builder, learning_rate)
+            if not model.built:
+                model(x[:2])
+            history = _fit(model, x, y, batch_size=4, epochs=2)
+        sharded, replicated = {}, []
+        for variable in model.weights:
+            sharding = getattr(variable.value, "sharding", None)
+            spec = getattr(sharding, "spec", None)
+            if spec is not None and any(axis is not None for axis in spec):
+                sharded[variable.path] = [None if a is None else str(a) for a in spec]
+                shards = {tuple(s.data.shape) for s in variable.value.addressable_shards}
+                sharded[variable.path].append([list(s) for s in shards])
+            else:
+                replicated.append(variable.path)
+        results[name] = {
+            "losses": [float(v) for v in history.history["loss"]],
+            "finite": bool(np.all(np.isfinite(history.history["loss"]))),
+            "sharded": sharded,
+            "num_replicated": len(replicated),
+            "seconds": time.perf_counter() - start,
+        }
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", required=True,
+                        choices=("mirrored", "data_parallel", "model_parallel"))
+    parser.add_argument("--apps", default="all")
+    args = parser.parse_args(argv)
+    backend = _configure(args.engine)
+    import keras
+
+    names = list(_apps()) if args.apps == "all" else args.apps.split(",")
+    result = {"backend": backend, "engine": args.engine, "keras": keras.__version__}
+    if backend == "jax":
+        import jax
+
+        result["devices"] = len(jax.devices())
+    if args.engine == "model_parallel":
+        result["apps"] = run_model_parallel(names)
+    else:
+        result["apps"] = {}
+        for name in names:
+            try:
+                result["apps"][name] = run_app(name, args.engine)
+            except Exception as error:  # reported, and failed, by the test
+                result["apps"][name] = {"error": f"{type(error).__name__}: {error}"[:2000]}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

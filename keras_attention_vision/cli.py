@@ -311,7 +311,8 @@ def _interrupted(args):
         return "kav: interrupted."
     from keras_attention_vision.recipes._checkpoint import progress
 
-    done = ", ".join(f"{name} {epochs} epochs" for name, epochs in progress(checkpoint_dir).items())
+    done = ", ".join(f"{name}: {epochs} epoch{'s' * (epochs != 1)} done"
+                     for name, epochs in progress(checkpoint_dir).items())
     command = " ".join(["kav", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
     return (f"kav: interrupted; checkpoints ({done or 'no finished epoch yet'}) are in "
             f"{checkpoint_dir}. Run `{command}` again to resume.")

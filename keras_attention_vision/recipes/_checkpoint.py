@@ -99,8 +99,7 @@ def prepare_run(args, restart=False):
         shutil.rmtree(checkpoint_dir)
         message = f"kav train: --restart: deleted the checkpoints in {checkpoint_dir}"
     run = _read_json(run_file)
-    hint = ("use --restart to train again (overwriting them) or choose another "
-            "--output-dir")
+    hint = "use --restart to train again and overwrite it, or choose another --output-dir"
     if run is None:
         earlier = sorted(name for name in os.listdir(output_dir)
                          if name != os.path.basename(checkpoint_dir)) \
@@ -108,9 +107,9 @@ def prepare_run(args, restart=False):
         if earlier and not restart:
             shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
             raise RunStateError(f"{output_dir} already holds results of an earlier run "
-                                f"({shown}); {hint}.")
+                                f"({shown}); {hint}")
     elif run.get("finished"):
-        raise RunStateError(f"{output_dir} holds a finished run; {hint}.")
+        raise RunStateError(f"{output_dir} holds a finished run; {hint}")
     else:
         changed = sorted(k for k in set(options) | set(run.get("options", {}))
                          if options.get(k) != run.get("options", {}).get(k))
@@ -119,9 +118,10 @@ def prepare_run(args, restart=False):
                             for k in changed)
             raise RunStateError(f"the unfinished run in {output_dir} was started with "
                                 f"other options ({was}); run it with those to resume, "
-                                f"or {hint}.")
+                                f"or {hint}")
         done = progress(checkpoint_dir)
-        shown = ", ".join(f"{name}: {epochs} epochs" for name, epochs in done.items())
+        shown = ", ".join(f"{name}: {epochs} epoch{'s' * (epochs != 1)} done"
+                          for name, epochs in done.items())
         message = (f"kav train: resuming the run in {output_dir} from its checkpoints "
                    f"({shown or 'no finished epoch yet'}); --restart starts over")
     os.makedirs(checkpoint_dir, exist_ok=True)

@@ -8,6 +8,7 @@ or names the file (`kav` prints it on one line and exits with status 2).
 """
 
 import os
+import textwrap
 
 
 def add_weights_argument(parser, default):
@@ -94,7 +95,7 @@ def save_titled_grid(images, path, title, labels=None, cols=8, cmap="gray"):
             ax.imshow(np.clip(images[i], 0, 1), cmap=cmap, vmin=0, vmax=1)
             if labels is not None:
                 ax.set_title(labels[i], fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, max(30, 12 * cols)), fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -173,8 +173,8 @@ def visualize(args):
                                              "completion") for i in range(count)]
     completions_png = save_titled_grid(
         np.asarray(grid), os.path.join(args.output_dir, "completions.png"),
-        "PixelCNN completions of the lower half (rows: original, upper half given "
-        "(grey = unknown), two completions)", labels, cols=count)
+        "PixelCNN: the lower halves of test digits completed (rows: original, the "
+        "upper half given (grey = unknown), two completions)", labels, cols=count)
     print(f"pixelcnn: pictures written to {args.output_dir}")
     return {"samples_png": samples_png, "completions_png": completions_png}
 

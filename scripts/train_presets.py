@@ -213,9 +213,24 @@ TABLE_FILES = ("README.md", "docs/getting_started.md", "docs/ram.md", "docs/pixe
                "docs/image_transformer.md")
 
 
+def refresh_summaries():
+    """Writes each spec's `summary` into its record's card (weights untouched)."""
+    from keras_attention_vision import presets
+
+    for name, spec in PRESETS.items():
+        path = presets.PRESETS_DIR / f"{name}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            if record["card"].get("summary") != spec["summary"]:
+                record["card"]["summary"] = spec["summary"]
+                path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
 def write_tables():
     """Rewrites every presets table of the README and the docs from the records."""
     import re
+
+    refresh_summaries()
 
     pattern = re.compile(r"(<!-- presets-table ?([A-Za-z]*) -->\n)(.*?)(<!-- /presets-table -->)",
                          re.S)

@@ -35,6 +35,8 @@ STEPS = ("train", "evaluate", "visualize")
 #: Numeric options of the recipes that may be 0; every other one must be > 0.
 ZERO_ALLOWED = frozenset({"distractors", "shift", "rotate", "zoom", "std_final", "seed",
                           "flanges", "fgsm_epsilons", "map_examples"})
+#: ... and those named like a loss weight, a cost or a penalty (0: switched off).
+ZERO_ALLOWED_SUFFIXES = ("_weight", "_cost", "_penalty", "_regularization")
 
 #: Help of options the recipes declare without one (same meaning in every recipe).
 OPTION_HELP = {
@@ -117,8 +119,9 @@ def _number_problem(name, value):
     """Why a numeric option value is bad, or `None`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if value < 0 or (value == 0 and name not in ZERO_ALLOWED):
-        bound = ">= 0" if name in ZERO_ALLOWED else "> 0"
+    zero_allowed = name in ZERO_ALLOWED or name.endswith(ZERO_ALLOWED_SUFFIXES)
+    if value < 0 or (value == 0 and not zero_allowed):
+        bound = ">= 0" if zero_allowed else "> 0"
         return f"--{name.replace('_', '-')} must be {bound}. Received: {value!r}"
     return None
 

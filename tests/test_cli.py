@@ -233,6 +233,22 @@ def test_bad_option_values_exit_2_before_any_work(capsys, args, complaint):
     assert len(err.splitlines()) == 1
 
 
+def test_every_recipe_default_passes_validation(tmp_path):
+    parser, recipes = cli.build_parser()
+    for name in recipes:
+        args = parser.parse_args(["train", name, "--output-dir", str(tmp_path)])
+        cli._validate(parser, args)  # parser.error would exit
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "show-attend-tell", "--lambda", "0"],   # no doubly stochastic term
+    ["train", "ram", "--shift", "0", "--rotate", "0", "--zoom", "0"],
+])
+def test_zero_is_accepted_where_it_means_off(tmp_path, args):
+    parser, _ = cli.build_parser()
+    cli._validate(parser, parser.parse_args([*args, "--output-dir", str(tmp_path)]))
+
+
 def test_output_dir_that_is_a_file_is_rejected(tmp_path, capsys):
     target = tmp_path / "file"
     target.write_text("")

@@ -63,6 +63,9 @@ def add_arguments(parser):
                         help="FGSM step sizes (images in [0, 1])")
     parser.add_argument("--map-examples", type=int, default=6,
                         help="test canvases shown in maps.png")
+    from keras_attention_vision.recipes._weights import add_weights_argument
+
+    add_weights_argument(parser, "attention_vgg_cluttered_mnist")
 
 
 def _data(args):
@@ -270,6 +273,60 @@ def train(args):
                      "models (green: the digit's box)")
     print(table)
     return _figures(results)
+
+
+def _load(args):
+    """The VGG-att3-concat-pc of `--weights`, the test canvases and the preset record."""
+    from keras_attention_vision.applications import AttentionVGG
+    from keras_attention_vision.recipes import _weights
+
+    def build():
+        return AttentionVGG(input_shape=(args.canvas_size, args.canvas_size, 1), classes=10,
+                            width_multiplier=args.width_multiplier, attention_layers="att3",
+                            aggregation="concat", compatibility="pc")
+
+    model, info = _weights.load(args, "AttentionVGG", "attention_vgg_cluttered_mnist", build)
+    _weights.recipe_args(args, info, ("canvas_size", "distractors", "seed", "test_size"))
+    args.train_size = 1  # evaluate and visualize read the test canvases only
+    _, test = _data(args)
+    return model, test, info
+
+
+def evaluate(args):
+    """Test error and attention localisation of trained weights (a preset or a file)."""
+    import numpy as np
+
+    from keras_attention_vision.applications import attention_maps_model
+    from keras_attention_vision.recipes import _weights
+
+    model, (x, y, boxes), info = _load(args)
+    pred = model.predict(x, batch_size=256, verbose=0).argmax(-1)
+    figures = {"weights": args.weights or "attention_vgg_cluttered_mnist",
+               "test_error": round(float(np.mean(pred != y)), 4)}
+    maps = attention_maps_model(model).predict(x, batch_size=256, verbose=0)
+    for layer, layer_maps in zip(ATTENDED, maps):
+        for key, value in _scores(layer_maps, boxes, args).items():
+            figures[f"attention_layer{layer}_{key}"] = round(float(value), 4)
+    return _weights.compare(figures, info, "test_error")
+
+
+def visualize(args):
+    """The three attention maps on test canvases, with labels, predictions and boxes."""
+    from keras_attention_vision.applications import attention_maps_model
+    from keras_attention_vision.visualization.attention_maps import save_attention_overlays
+
+    model, (x, y, boxes), _ = _load(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    n = min(args.map_examples, len(x))
+    pred = model.predict(x[:n], verbose=0).argmax(-1)
+    maps = attention_maps_model(model).predict(x[:n], verbose=0)
+    path = os.path.join(args.output_dir, "maps.png")
+    save_attention_overlays(
+        x[:n], list(maps), path, map_names=[f"attention, layer {i}" for i in ATTENDED],
+        titles=[f"label {y[i]}, predicted {pred[i]}" for i in range(n)], boxes=boxes[:n],
+        suptitle="VGG-att3-concat-pc attention maps (green: the digit's box)")
+    print(f"attention-vgg: attention maps written to {path}")
+    return {"maps_png": path}
 
 
 def demo(args, **overrides):

@@ -56,6 +56,9 @@ def add_arguments(parser):
     parser.add_argument("--num-completions", type=int, default=8)
     parser.add_argument("--no-super-resolution", action="store_true",
                         help="skip the 7x7 -> 28x28 super-resolution model")
+    from keras_attention_vision.recipes._weights import add_weights_argument
+
+    add_weights_argument(parser, "image_transformer_mnist")
 
 
 def downscale(images, factor):
@@ -231,6 +234,57 @@ def model_configs(args):
         configs[f"2d_flange{flange}"] = dict(attention="2d", query_shape=(q, q),
                                             memory_flange=(flange, flange))
     return configs
+
+
+def _load(args):
+    """The model of `--weights` (a preset, or a file of the recipe's last 2D model)."""
+    from keras_attention_vision.applications import ImageTransformer
+    from keras_attention_vision.datasets import load_mnist
+    from keras_attention_vision.recipes import _weights
+
+    def build():
+        q, flange = args.query_size, args.flanges[-1]
+        return ImageTransformer(input_shape=(28, 28, 1), num_layers=args.num_layers,
+                                hidden_size=args.hidden_size, num_heads=args.num_heads,
+                                attention="2d", query_shape=(q, q),
+                                memory_flange=(flange, flange))
+
+    model, info = _weights.load(args, "ImageTransformer", "image_transformer_mnist", build)
+    _weights.recipe_args(args, info, ("source",))
+    _, (x_test, _) = load_mnist(args.source, verbose=False)
+    return model, x_test[..., None].astype("float32"), info
+
+
+def evaluate(args):
+    """Bits/dim of trained weights (a preset or a file) on the 8-bit test digits."""
+    from keras_attention_vision.recipes import _weights
+
+    model, x_test, info = _load(args)
+    figures = {"weights": args.weights or "image_transformer_mnist",
+               "test_bits_per_dim": round(float(model.bits_per_dim(x_test)), 4)}
+    return _weights.compare(figures, info, "test_bits_per_dim")
+
+
+def visualize(args):
+    """Completions of the test digits' lower halves (two seeds), labelled."""
+    import numpy as np
+
+    model, x_test, _ = _load(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    originals = x_test[:args.num_completions]
+    mask = np.zeros((28, 28, 1), bool)
+    mask[:14] = True
+    first = model.complete(originals, mask, seed=args.seed)
+    second = model.complete(originals, mask, seed=args.seed + 1)
+    path = os.path.join(args.output_dir, "completions.png")
+    save_labelled_grid(
+        [originals, np.where(mask, originals, 128.0), first, second],
+        ["test digit", "upper half\ngiven", f"completion\nseed {args.seed}",
+         f"completion\nseed {args.seed + 1}"], path,
+        f"Image Transformer ({os.path.basename(args.weights or 'image_transformer_mnist')})"
+        ": lower halves sampled")
+    print(f"image-transformer: completions written to {path}")
+    return {"completions_png": path}
 
 
 def train(args):

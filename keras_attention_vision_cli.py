@@ -15,6 +15,7 @@ warning) off the terminal; set `KAV_TF_LOGS=1` to see them.
 """
 
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -48,9 +49,25 @@ def defer_package_init():
     module._kav_finish_import = finish
 
 
+def _keep(lines, dropping):
+    """The lines to show, and whether the last one shown was a dropped log line.
+
+    A log line's continuation lines (indented: `\twhen importing GraphDef ...`)
+    go with it.
+    """
+    kept = []
+    for line in lines:
+        if TF_LOG_LINE.match(line) or (dropping and line[:1] in (b"\t", b" ")):
+            dropping = True
+        else:
+            dropping = False
+            kept.append(line)
+    return b"".join(kept), dropping
+
+
 def _pump(read_fd, out_fd):
     """Copies `read_fd` to `out_fd` line by line, leaving out TensorFlow's log lines."""
-    pending = b""
+    pending, dropping = b"", False
     while True:
         try:
             chunk = os.read(read_fd, 65536)
@@ -61,11 +78,12 @@ def _pump(read_fd, out_fd):
         pending += chunk
         parts = re.split(rb"(?<=[\n\r])", pending)
         pending = parts.pop()  # no line end yet (b"" when the chunk ended one)
-        kept = b"".join(p for p in parts if not TF_LOG_LINE.match(p))
+        kept, dropping = _keep(parts, dropping)
         if kept:
             os.write(out_fd, kept)
-    if pending and not TF_LOG_LINE.match(pending):
-        os.write(out_fd, pending)
+    kept, _ = _keep([pending], dropping)
+    if kept:
+        os.write(out_fd, kept)
     os.close(read_fd)
 
 
@@ -78,6 +96,8 @@ def quiet_tensorflow_logs():
     if os.environ.get("KAV_TF_LOGS"):
         return None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no TF INFO/WARNING lines
+    # TensorFlow's Python warnings (e.g. "5 out of the last 5 calls ... retracing")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         saved = os.dup(2)
         read_fd, write_fd = os.pipe()

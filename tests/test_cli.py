@@ -108,6 +108,14 @@ def test_tensorflow_log_line_pattern(line, dropped):
     assert bool(entry.TF_LOG_LINE.match(line.encode())) == dropped
 
 
+def test_continuation_lines_go_with_their_log_line():
+    lines = [b"E0000 00:00:1795.5 25676 meta_optimizer.cc:967] NodeDef mentions attribute "
+             b"use_unbounded_threadpool\n", b"\twhen importing GraphDef to MLIR module\n",
+             b"Epoch 1/2\n", b"\tindented user text\n"]
+    kept, dropping = entry._keep(lines, False)
+    assert kept == b"Epoch 1/2\n\tindented user text\n" and not dropping
+
+
 def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--help"])

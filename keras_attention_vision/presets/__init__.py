@@ -143,6 +143,11 @@ def load_weights(model, weights, application=None, file_hash=None, directory=Non
     path = resolve_weights(weights, application, file_hash, directory)
     if path is None:
         return model
+    if not model.built:  # subclassed models that build on their first call
+        try:
+            model.build()
+        except Exception:  # noqa: BLE001 - then Keras's own message below
+            pass
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises several types for a bad file

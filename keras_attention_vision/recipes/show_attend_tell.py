@@ -32,6 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--lambda", dest="attention_regularization", type=float,
                         default=0.1, help="doubly stochastic regularisation weight "
                         "(the paper: 1; see applications/show_attend_tell/README.md)")
+    from keras_attention_vision.recipes._weights import add_weights_argument
+
+    add_weights_argument(parser, "show_attend_tell_shapes")
 
 
 def _data(args):
@@ -115,6 +118,45 @@ def attention_picture(test, out, path, count=4):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _load(args):
+    """The captioner of `--weights` (a preset, or a file of the recipe's first model)."""
+    from keras_attention_vision.applications import ShowAttendTell, build_vocabulary
+    from keras_attention_vision.datasets import make_shapes_captions
+    from keras_attention_vision.recipes import _weights
+
+    def build():
+        texts = _data(args)[3]  # the vocabulary of the training captions
+        return ShowAttendTell(build_vocabulary(texts), input_shape=(32, 32, 3),
+                              attention=args.attention[0], units=args.units,
+                              max_caption_length=16, seed=args.seed)
+
+    model, info = _weights.load(args, "ShowAttendTell", "show_attend_tell_shapes", build)
+    _weights.recipe_args(args, info, ("seed", "test_images", "beam_width"))
+    return model, make_shapes_captions(args.test_images, seed=args.seed + 1), info
+
+
+def evaluate(args):
+    """BLEU-1..4 and attention correctness of trained weights on the test images."""
+    from keras_attention_vision.recipes import _weights
+
+    model, test, info = _load(args)
+    figures, _ = evaluate_model(model, test, args.beam_width)
+    figures = {"weights": args.weights or "show_attend_tell_shapes",
+               **{k: round(float(v), 4) for k, v in figures.items()}}
+    return _weights.compare(figures, info, "bleu4")
+
+
+def visualize(args):
+    """The attention behind each generated word, for four test images."""
+    model, test, _ = _load(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    out = model.generate(test["images"][:4], beam_width=args.beam_width)
+    path = os.path.join(args.output_dir, "attention.png")
+    attention_picture(test, out, path, count=min(4, len(out["captions"])))
+    print(f"show-attend-tell: attention of each word written to {path}")
+    return {"attention_png": path}
 
 
 def train(args):

@@ -19,7 +19,7 @@ import os
 PERCENT_KEYS = ("test_error_m", "paper_error")
 #: Key parts of rates reported as fractions in [0, 1]: shown in percent.
 FRACTION_PARTS = ("error", "accuracy", "correctness", "pointing_game", "iou", "bleu",
-                  "mass", "rate", "found")
+                  "mass", "rate", "found", "success")
 #: Units of keys the rules below do not cover.
 KEY_UNITS = {
     "final_loss": "(hinge loss, mean per example)",
@@ -47,6 +47,8 @@ def unit_of(key, units=None):
         return "%"
     if any(part in key for part in FRACTION_PARTS):
         return "fraction"
+    if "fixations" in key:
+        return "fixations"
     if "steps" in key:
         return "steps"
     return ""
@@ -152,11 +154,12 @@ def write_report(output_dir, results, total_seconds=None, title="kav demo"):
             caption = os.path.basename(picture)
             parts.append(f"<figure><img src=\"{esc(src)}\" alt=\"{esc(name)}: "
                          f"{esc(caption)}\"><figcaption>{esc(caption)}</figcaption></figure>")
-        for extra in ("results.md", "results.json"):
-            path = os.path.join(folder, extra)
-            if os.path.exists(path):
-                rel = os.path.relpath(path, output_dir).replace(os.sep, "/")
-                parts.append(f"<p><a href=\"{esc(rel)}\">{esc(rel)}</a></p>")
+        tables = sorted(name for name in os.listdir(folder)
+                        if name.endswith((".md", ".json"))) if os.path.isdir(folder) else []
+        for extra in tables:  # results.md, results.json, table.md, ...
+            rel = os.path.relpath(os.path.join(folder, extra), output_dir)
+            rel = rel.replace(os.sep, "/")
+            parts.append(f"<p><a href=\"{esc(rel)}\">{esc(rel)}</a></p>")
         parts.append("</section>")
     parts.append("</body></html>")
     os.makedirs(output_dir, exist_ok=True)

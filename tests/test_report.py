@@ -77,6 +77,8 @@ def test_index_html_references_existing_pictures_only(tmp_path):
     ("completions_keep_given_half", True, "yes"),
     ("final_loss", 1.7, "1.7 (hinge loss, mean per example)"),
     ("epochs", 20, "20 epochs"),
+    ("agent_success_within_k", 0.255, "25.5%"),
+    ("agent_mean_fixations_present", 4.5, "4.5 fixations"),
 ])
 def test_numbers_carry_units(key, value, text):
     assert report.format_value(key, value) == text

@@ -52,6 +52,7 @@ def plot_glimpse_paths(images, locations, path, glimpses=None, patch_size=8,
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    figure_title = title  # `title` is reused per image below
     images = np.asarray(images)
     if images.ndim == 4:
         images = images[..., 0]
@@ -89,8 +90,10 @@ def plot_glimpse_paths(images, locations, path, glimpses=None, patch_size=8,
                 axes[i, t + 1].imshow(patch, cmap="gray", vmin=0, vmax=1)
                 axes[i, t + 1].set_title(f"glimpse {t + 1}", fontsize=7)
                 axes[i, t + 1].axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
+    if figure_title:
+        import textwrap
+
+        fig.suptitle(textwrap.fill(figure_title, 28 * columns), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -307,6 +307,17 @@ def _prepare_train(parser, args):
         print(message, flush=True)
 
 
+def _check_demo_folders(parser, args, recipes):
+    """`kav demo` must not overwrite the results of a `kav train` run (exit 2)."""
+    from keras_attention_vision.recipes._checkpoint import RUN_FILE
+
+    for name in args.only or list(recipes):
+        folder = os.path.join(args.output_dir, name)
+        if os.path.exists(os.path.join(folder, "checkpoints", RUN_FILE)):
+            parser.error(f"{folder} holds the results of `kav train {name}`; the demo "
+                         "would overwrite them: pass another --output-dir")
+
+
 def _interrupted(args):
     """The one line printed on Ctrl-C."""
     checkpoint_dir = getattr(args, "checkpoint_dir", None)
@@ -333,6 +344,8 @@ def main(argv=None):
         _validate(step_parser, args)
     if args.command == "train":
         _prepare_train(step_parser, args)
+    if args.command == "demo":
+        _check_demo_folders(parser, args, recipes)
     try:
         if args.command == "benchmark":
             return _run_benchmark(args)

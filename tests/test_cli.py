@@ -297,7 +297,8 @@ def fake_recipe(monkeypatch):
         parser.add_argument("--epochs", type=int, default=3, help="training epochs")
 
     def train(args):
-        os.makedirs(os.path.join(args.checkpoint_dir, "model"), exist_ok=True)
+        os.makedirs(os.path.join(getattr(args, "checkpoint_dir", None) or args.output_dir,
+                                 "model"), exist_ok=True)
         if module.behaviour == "interrupt":
             raise KeyboardInterrupt
         if module.behaviour == "bad value":
@@ -352,6 +353,25 @@ def test_unfinished_run_with_other_options_is_refused(tmp_path, capsys, fake_rec
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "other options (--epochs 3)" in err and len(err.splitlines()) == 1
+
+
+def test_demo_does_not_overwrite_a_train_run(tmp_path, capsys, fake_recipe):
+    out = str(tmp_path / "out")
+    assert cli.main(["train", "fake", "--output-dir", out]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--only", "fake", "--output-dir", out])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "holds the results of `kav train fake`" in err and len(err.splitlines()) == 1
+
+
+def test_demo_writes_the_report(tmp_path, capsys, fake_recipe):
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--only", "fake", "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fake: test_error 12.5%, test_bits_per_dim 1.5 bits/dim" in printed
+    assert (out / "index.html").exists() and (out / "fake" / "results.json").exists()
 
 
 def test_value_error_in_a_recipe_is_one_line(tmp_path, capsys, fake_recipe):

@@ -351,8 +351,10 @@ class BernoulliPolicy(SeedStateMixin, keras.layers.Layer):
 
     Args:
         initial_probability: `sigmoid(b)` at the start (the bias is initialised
-            to its logit, the kernel to zeros), in `(0, 1)`: a small value
-            starts a policy that seldom takes the action.
+            to its logit), in `(0, 1)`: a small value starts a policy that
+            seldom takes the action.
+        kernel_initializer: initialiser of `W` (`"zeros"`: every state starts
+            at `initial_probability`).
         stop_gradient_inputs: stop the gradient from the policy into the
             state `h`.
         seed: seed of the sampling.
@@ -381,14 +383,15 @@ class BernoulliPolicy(SeedStateMixin, keras.layers.Layer):
     The state of the sampling's `SeedGenerator` is saved in `.keras` files.
     """
 
-    def __init__(self, initial_probability=0.5, stop_gradient_inputs=False, seed=None,
-                 **kwargs):
+    def __init__(self, initial_probability=0.5, kernel_initializer="zeros",
+                 stop_gradient_inputs=False, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(initial_probability, bool) or not isinstance(
                 initial_probability, (int, float)) or not 0 < initial_probability < 1:
             raise ValueError("`initial_probability` must be a number in (0, 1). "
                              f"Received: initial_probability={initial_probability!r}")
         self.initial_probability = float(initial_probability)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.stop_gradient_inputs = check_bool("stop_gradient_inputs",
                                                stop_gradient_inputs)
         self.seed = seed
@@ -398,6 +401,7 @@ class BernoulliPolicy(SeedStateMixin, keras.layers.Layer):
         config = super().get_config()
         config.update({
             "initial_probability": self.initial_probability,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "stop_gradient_inputs": self.stop_gradient_inputs,
             "seed": self.seed,
         })
@@ -408,7 +412,7 @@ class BernoulliPolicy(SeedStateMixin, keras.layers.Layer):
 
         p = self.initial_probability
         self.dense = keras.layers.Dense(
-            1, kernel_initializer="zeros",
+            1, kernel_initializer=self.kernel_initializer,
             bias_initializer=keras.initializers.Constant(math.log(p / (1 - p))),
             dtype=self.dtype_policy, name="logit")
         self.dense.build(input_shape)

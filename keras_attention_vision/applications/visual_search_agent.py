@@ -26,6 +26,7 @@ from keras_attention_vision.reinforce import (
     reinforce_loss,
     require_reinforce_backend,
 )
+from keras_attention_vision.saving import SeedStateMixin
 
 STRATEGIES = ("policy", "random", "raster")
 
@@ -167,7 +168,7 @@ def oracle_found(hits):
 
 
 @kav_export("keras_attention_vision.applications.VisualSearchAgent")
-class VisualSearchAgent(keras.Model):
+class VisualSearchAgent(SeedStateMixin, keras.Model):
     """Finds a named target in a scene with fixations learned by REINFORCE.
 
     The task of Minut and Mahadevan (2001, sections 2-3): given a scene and a
@@ -262,7 +263,8 @@ class VisualSearchAgent(keras.Model):
                  glimpse_units=128, core_units=128, std=0.15,
                  initial_found_probability=0.05, found_reward=1.0, fixation_cost=0.02,
                  false_found_penalty=1.0, entropy_weight=0.01, recognition_weight=0.0,
-                 data_format=None, seed=None, name="visual_search_agent", **kwargs):
+                 fixation_weight=1.0, data_format=None, seed=None,
+                 name="visual_search_agent", **kwargs):
         require_reinforce_backend()
         super().__init__(name=name, **kwargs)
         if not isinstance(input_shape, (list, tuple)) or len(tuple(input_shape)) != 3:
@@ -283,6 +285,7 @@ class VisualSearchAgent(keras.Model):
         self.entropy_weight = check_number("entropy_weight", entropy_weight, minimum=0)
         self.recognition_weight = check_number("recognition_weight", recognition_weight,
                                                minimum=0)
+        self.fixation_weight = check_number("fixation_weight", fixation_weight, minimum=0)
         p = initial_found_probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
             raise ValueError("`initial_found_probability` must be a number in (0, 1). "
@@ -299,15 +302,16 @@ class VisualSearchAgent(keras.Model):
         self.location_policy = GaussianLocationPolicy(
             units=2, std=std, seed=seeds[0], name="fixation_policy")
         self.found_policy = BernoulliPolicy(
-            initial_probability=initial_found_probability, seed=seeds[1],
-            name="found_policy")
+            initial_probability=initial_found_probability, kernel_initializer="ones",
+            seed=seeds[1], name="found_policy")
         dense = keras.layers.Dense
         self.glimpse_what = dense(glimpse_hidden, activation="relu", name="glimpse_what")
         self.glimpse_where = dense(glimpse_hidden, activation="relu", name="glimpse_where")
         self.glimpse_what_out = dense(glimpse_units, name="glimpse_what_out")
         self.glimpse_where_out = dense(glimpse_units, name="glimpse_where_out")
         self.target_embedding = dense(glimpse_units, use_bias=False, name="target_embedding")
-        self.target_gate = dense(core_units, use_bias=False, name="target_gate")
+        self.found_scores = dense(classes, name="found_scores")
+        self.seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 2)
         self.core_cell = keras.layers.LSTMCell(core_units, name="core_lstm")
         self.baseline_net = LearnedBaseline(name="baseline")
         self.reward_tracker = keras.metrics.Mean(name="reward")
@@ -333,6 +337,7 @@ class VisualSearchAgent(keras.Model):
             "false_found_penalty": self.false_found_penalty,
             "entropy_weight": self.entropy_weight,
             "recognition_weight": self.recognition_weight,
+            "fixation_weight": self.fixation_weight,
             "data_format": self.data_format,
             "seed": self.seed,
             "name": self.name,
@@ -346,13 +351,13 @@ class VisualSearchAgent(keras.Model):
         glimpse_shape = self.sensor.compute_output_shape([batch_image, (None, 2)])
         flat = int(np.prod(glimpse_shape[1:]))
         self.location_policy.build((None, self.core_units))
-        self.found_policy.build((None, self.core_units))
+        self.found_policy.build((None, self.classes))
         self.glimpse_what.build((None, flat))
         self.glimpse_where.build((None, 2))
         self.glimpse_what_out.build((None, self.glimpse_hidden))
         self.glimpse_where_out.build((None, self.glimpse_hidden))
         self.target_embedding.build((None, self.classes))
-        self.target_gate.build((None, self.classes))
+        self.found_scores.build((None, self.glimpse_units))
         self.core_cell.build((None, self.glimpse_units))
         self.baseline_net.build((None, self.core_units))
         self.built = True
@@ -441,7 +446,6 @@ class VisualSearchAgent(keras.Model):
         batch = ops.shape(scenes)[0]
         one_hot = ops.one_hot(targets, self.classes, dtype=self.compute_dtype)
         target_vec = self.target_embedding(one_hot)
-        target_gate = self.target_gate(one_hot)
         if locations is not None:
             locations = ops.cast(locations, self.compute_dtype)
             if len(locations.shape) == 2:
@@ -464,7 +468,8 @@ class VisualSearchAgent(keras.Model):
             g = ops.relu(what + where + target_vec)
             h, state = self.core_cell(g, state)
             state = list(state)
-            logits, found = self.found_policy(h * target_gate, sample=sample)
+            logits, found = self.found_policy(self._found_features(what, one_hot),
+                                              sample=sample)
             out["means"].append(mean)
             out["locations"].append(location)
             out["found_logits"].append(logits)
@@ -512,8 +517,8 @@ class VisualSearchAgent(keras.Model):
         if "baselines" not in y_pred:  # evaluate(): the greedy search's negative return
             return weighted_mean(-episode_return, sample_weight)
         returns = returns_to_go(rewards)
-        log_probs = alive * (
-            self.location_policy.log_prob(y_pred["means"], y_pred["locations"])
+        log_probs = alive * (self.fixation_weight * self.location_policy.log_prob(
+            y_pred["means"], y_pred["locations"])
             + self.found_policy.log_prob(y_pred["found_logits"], y_pred["found"]))
         baselines = y_pred["baselines"]
         policy_loss = reinforce_loss(returns, log_probs, baselines, sample_weight)
@@ -523,13 +528,70 @@ class VisualSearchAgent(keras.Model):
             entropy = ops.sum(alive * self.found_policy.entropy(y_pred["found_logits"]), 1)
             loss = loss - self.entropy_weight * weighted_mean(entropy, sample_weight)
         if self.recognition_weight:
-            logits = ops.cast(y_pred["found_logits"], "float32")
-            bce = ops.maximum(logits, 0.0) - logits * hits + ops.log1p(
-                ops.exp(-ops.abs(logits)))
-            per_episode = ops.sum(alive * bce, 1) / ops.maximum(ops.sum(alive, 1), 1.0)
-            loss = loss + self.recognition_weight * weighted_mean(per_episode,
-                                                                  sample_weight)
+            loss = loss + self.recognition_weight * self.recognition_loss(
+                x, boxes, y_pred["found_logits"], hits, alive, sample_weight)
         return loss
+
+    def recognition_probes(self, scenes, targets, boxes):
+        """The "found" logits of two probe glimpses per scene, for the shaping term.
+
+        The positive probe fixates a point drawn uniformly within 0.4 box
+        sides of the target's centre (inside the box) and asks for the true
+        target; the negative probe looks at the same point but asks for
+        another class, drawn uniformly. The "found" head reads only the
+        current glimpse, so these are the logits a search would have there.
+
+        Returns:
+            `(positive_logits, negative_logits, locations, other_targets)`:
+            `(B,)`, `(B,)`, `(B, 2)` and `(B,)`.
+        """
+        boxes = ops.cast(boxes, "float32")
+        batch = ops.shape(boxes)[0]
+        jitter = keras.random.uniform((batch, 2), -0.4, 0.4, seed=self.seed_generator)
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0 + jitter * (boxes[:, 2:] - boxes[:, :2])
+        locations = ops.stack([2.0 * centre[:, 0] / self.height - 1.0,
+                               2.0 * centre[:, 1] / self.width - 1.0], axis=-1)
+        shift = keras.random.randint((batch,), 1, self.classes, seed=self.seed_generator)
+        targets = ops.cast(ops.reshape(targets, (-1,)), "int32")
+        others = (targets + ops.cast(shift, "int32")) % self.classes
+        return (self.found_logits_at(scenes, targets, locations),
+                self.found_logits_at(scenes, others, locations), locations, others)
+
+    def found_logits_at(self, scenes, targets, locations):
+        """The "found" logits `(B,)` of one glimpse per scene at `locations` `(B, 2)`."""
+        scenes = ops.cast(scenes, self.compute_dtype)
+        locations = ops.cast(locations, self.compute_dtype)
+        one_hot = ops.one_hot(ops.cast(ops.reshape(targets, (-1,)), "int32"), self.classes,
+                              dtype=self.compute_dtype)
+        glimpse = self.sensor([scenes, locations])
+        what = self.glimpse_what_out(self.glimpse_what(
+            ops.reshape(glimpse, (ops.shape(scenes)[0], -1))))
+        return self.found_policy(self._found_features(what, one_hot), sample=False)[0]
+
+    def _found_features(self, what, one_hot):
+        # One score per class from the current glimpse; the target's is kept.
+        return self.found_scores(ops.relu(what)) * one_hot
+
+    def recognition_loss(self, x, boxes, found_logits, hits, alive, sample_weight=None):
+        """The optional supervised shaping of the "found" logits.
+
+        Per episode, the mean binary cross-entropy of the "found" logits of the
+        steps taken against whether the fixation is on the target, plus the
+        cross-entropies of the two `recognition_probes` (target present only)
+        against 1 and 0; reduced over episodes as Keras's losses are.
+        """
+        def bce(logits, labels):
+            logits = ops.cast(logits, "float32")
+            return (ops.maximum(logits, 0.0) - logits * labels
+                    + ops.log1p(ops.exp(-ops.abs(logits))))
+
+        scenes, targets = self._split_inputs(x)
+        present = ops.cast(boxes[:, 2] > boxes[:, 0], "float32")
+        positive, negative, _, _ = self.recognition_probes(scenes, targets, boxes)
+        steps = ops.sum(alive * bce(found_logits, hits), 1) / ops.maximum(
+            ops.sum(alive, 1), 1.0)
+        probes = present * (bce(positive, 1.0) + bce(negative, 0.0))
+        return weighted_mean(steps + probes, sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         return self.get_metrics_result()

@@ -45,6 +45,10 @@ def add_arguments(parser):
                         "(fixation on the target or not)")
     parser.add_argument("--no-recognition-shaping", action="store_true",
                         help="train from the reward alone (recognition weight 0)")
+    parser.add_argument("--warmup-epochs", type=int, default=None,
+                        help="first epochs in which the fixation policy is not trained "
+                        "(the found decision learns first; default: a quarter)")
+    parser.add_argument("--initial-found-probability", type=float, default=0.01)
     parser.add_argument("--core-units", type=int, default=128)
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--jit-compile", action="store_true",
@@ -105,7 +109,9 @@ def run(args, epochs, verbose=True):
         num_fixations=args.fixations, std=args.std, fixation_cost=args.fixation_cost,
         false_found_penalty=args.false_found_penalty,
         entropy_weight=args.entropy_weight, recognition_weight=recognition,
-        core_units=args.core_units, data_format="channels_last", seed=args.seed)
+        core_units=args.core_units, data_format="channels_last", seed=args.seed,
+        initial_found_probability=args.initial_found_probability)
+    warmup = epochs // 4 if args.warmup_epochs is None else min(args.warmup_epochs, epochs)
     steps = int(np.ceil(args.train_scenes / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate,
                                                       decay_steps=max(1, epochs * steps))
@@ -116,6 +122,10 @@ def run(args, epochs, verbose=True):
     history = []
     start = time.perf_counter()
     for epoch in range(epochs):
+        fixation_weight = 0.0 if epoch < warmup else 1.0
+        if agent.fixation_weight != fixation_weight:
+            agent.fixation_weight = fixation_weight  # a Python float: retrace the step
+            agent.train_function = None
         train = _scenes(args, x_train, y_train, args.train_scenes, int(rng.integers(2**31)))
         logs = agent.fit((train["scenes"], train["targets"]), train["target_boxes"],
                          batch_size=args.batch_size, epochs=epoch + 1,

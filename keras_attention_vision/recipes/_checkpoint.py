@@ -4,8 +4,11 @@
 (`OUTPUT_DIR/checkpoints`). A recipe trains through `fit` below (or
 `EpochCheckpoint` when it runs its own epoch loop); after every epoch that
 writes the model's weights with the optimizer's state (Keras's
-`keras.callbacks.BackupAndRestore`, two copies, so a file cut short by a kill is
-not the only one), the states of every `keras.random.SeedGenerator` of the
+`keras.callbacks.BackupAndRestore` writes them, two copies, so a file cut short
+by a kill is not the only one; `EpochCheckpoint.restore` loads them with
+`model.load_weights` as its `on_train_begin` does, but before `fit`, after
+building a subclassed model, which TensorFlow's `fit` builds only when it
+traces the first step), the states of every `keras.random.SeedGenerator` of the
 model and Keras's global one (which `BackupAndRestore` leaves out), the history
 of the finished epochs and whatever the recipe adds (`extra`). Run again with
 the same options, training starts at the first unfinished epoch and ends with
@@ -154,14 +157,13 @@ class EpochCheckpoint:
 
     ```python
     checkpoint = EpochCheckpoint(model, args, "ram")
+    checkpoint.restore(x_test[:1], y_test[:1])  # a batch of the training data's shape
     rows = checkpoint.extra.get("rows", [])
     for epoch in range(checkpoint.initial_epoch, epochs):
         x = draw(numpy.random.default_rng([args.seed, epoch]))
-        model.fit(x, y, epochs=epoch + 1, initial_epoch=epoch,
-                  callbacks=checkpoint.callbacks())
+        model.fit(x, y, epochs=epoch + 1, initial_epoch=epoch)
         rows.append(...)
         checkpoint.save(epoch, extra={"rows": rows})
-    checkpoint.load(x[:1], y[:1])  # weights of a run that had already finished
     ```
 
     Args:
@@ -189,31 +191,37 @@ class EpochCheckpoint:
             self._backup = keras.callbacks.BackupAndRestore(
                 self.directory, double_checkpoint=True, delete_checkpoint=False)
 
-    def callbacks(self):
-        """Callbacks for the next `fit` call: the first one restores the checkpoint."""
-        if self._restored:
-            return []
-        import keras
+    def restore(self, x, y=None):
+        """Loads the checkpoint, if there is one, before training resumes.
 
-        checkpoint = self
+        Builds the model first when it is not built yet (a subclassed model),
+        as `fit` does on JAX and PyTorch (`Model._symbolic_build`, from the
+        shapes of `x` and `y`; TensorFlow's `fit` would build it only while
+        tracing its first step).
 
-        class Restore(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                checkpoint._restore()
-
-        return [Restore()]
-
-    def _restore(self):
+        Args:
+            x, y: a batch (one example is enough) shaped as the training data.
+        """
         import numpy as np
 
+        if self._restored:
+            return
         self._restored = True
         if self.initial_epoch == 0:
             return
+        if not self.model.built or (self.model.optimizer is not None
+                                    and not self.model.optimizer.built):
+            self.model._symbolic_build(data_batch=(x, y, None))
         self._use_matching_copy()
-        self._backup.set_model(self.model)
-        self._backup.on_train_begin()  # weights and optimizer state
-        # BackupAndRestore tells fit() where to start; this loop passes it itself.
-        self.model._initial_epoch = None
+        # the files BackupAndRestore wrote, loaded as its on_train_begin() does
+        weights = os.path.join(self.directory, "latest.weights.h5")
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(weights)
+        except OSError:  # cut short by a kill while it was written: the previous copy
+            self.model.load_weights(f"{weights}.bkp")
         path = os.path.join(self.directory, SEEDS_FILE)
         if os.path.exists(path):
             with np.load(path) as saved:
@@ -235,19 +243,6 @@ class EpochCheckpoint:
         if (_read_json(f"{metadata}.bkp") or {}).get("epoch") == self.initial_epoch:
             shutil.copyfile(f"{weights}.bkp", weights)
             shutil.copyfile(f"{metadata}.bkp", metadata)
-
-    def load(self, x, y=None, **kwargs):
-        """Restores a checkpoint without training: a 0-epoch `fit` on a small batch.
-
-        For a run whose epochs were all finished before (the model must be
-        built inside `fit` before its weights can be loaded).
-        """
-        if self._restored:
-            return
-        self.model.fit(x, y, epochs=self.initial_epoch, initial_epoch=self.initial_epoch,
-                       verbose=0, callbacks=self.callbacks(), **kwargs)
-        if not self._restored:  # fit() ran no callback: restore here
-            self._restore()
 
     def save(self, epoch, logs=None, extra=None):
         """Saves the state after `epoch` (0-based) finished, with its `logs`."""
@@ -350,6 +345,7 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
     start = checkpoint.initial_epoch
     if start:
         print(f"[{name}] resuming after epoch {min(start, epochs)} of {epochs}", flush=True)
+    checkpoint.restore(_take(x, slice(0, 1)), _take(y, slice(0, 1)))
     n = _length(x)
     for epoch in range(start, epochs):
         if shuffle:
@@ -360,11 +356,8 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
         logger = _progress_logger(epochs, verbose)
         history = model.fit(xe, ye, batch_size=batch_size, epochs=epoch + 1,
                             initial_epoch=epoch, shuffle=False, verbose=verbose,
-                            callbacks=[*checkpoint.callbacks(), *callbacks,
-                                       *([logger] if logger else [])],
+                            callbacks=[*callbacks, *([logger] if logger else [])],
                             **kwargs)
         logs = {k: v[-1] for k, v in history.history.items() if v}
         checkpoint.save(epoch, logs)
-    if start >= epochs:  # finished before: load the final weights
-        checkpoint.load(_take(x, slice(0, 1)), _take(y, slice(0, 1)), batch_size=1)
     return _History(checkpoint.history, epochs)

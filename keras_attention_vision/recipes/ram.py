@@ -261,6 +261,7 @@ def run(args, epochs, verbose=True):
 
     # kav train: a checkpoint every epoch; a rerun resumes (std from the epoch number)
     checkpoint = EpochCheckpoint(model, args, f"ram_{args.preset}")
+    checkpoint.restore(x_test[:1], y_test[:1])  # when resuming: weights, optimizer, RNG
     start = time.perf_counter()
     history = checkpoint.extra.get("rows", [])
     stds = _std_schedule(args, epochs)
@@ -276,8 +277,7 @@ def run(args, epochs, verbose=True):
         elif args.preset == "mnist":
             x_train = shift_images(x_train, args.shift, rng)
         logs = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epoch + 1,
-                         initial_epoch=epoch, verbose=0,
-                         callbacks=checkpoint.callbacks()).history
+                         initial_epoch=epoch, verbose=0).history
         if (epoch + 1) % args.log_every == 0 or epoch + 1 == epochs:
             error = _error(model, x_test, y_test, 1)
             row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
@@ -290,7 +290,6 @@ def run(args, epochs, verbose=True):
                       f"train reward {row['train_reward']:.3f}, test error (M=1) "
                       f"{error:.2f}% ({row['seconds']:.0f} s)", flush=True)
         checkpoint.save(epoch, {k: v[-1] for k, v in logs.items()}, extra={"rows": history})
-    checkpoint.load(x_test[:1], y_test[:1])  # a run finished before: its final weights
     train_seconds = time.perf_counter() - start
     figures = {
         "preset": args.preset,

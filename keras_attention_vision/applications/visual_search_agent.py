@@ -171,41 +171,46 @@ def oracle_found(hits):
 class VisualSearchAgent(SeedStateMixin, keras.Model):
     """Finds a named target in a scene with fixations learned by REINFORCE.
 
-    The task of Minut and Mahadevan (2001, sections 2-3): given a scene and a
-    target class, make a sequence of fixations; at each one decide whether
-    the target is under the fovea ("found", which ends the search) and, if
-    not, where to look next. Here the fovea is the RAM retina
-    (`GlimpseSensor`: a fine central patch and coarser, wider ones, the
-    periphery). Step `t` (of at most `K`):
+    The task of Minut and Mahadevan (2001): given a scene and a target class,
+    make a sequence of fixations; at each one decide whether the target is
+    under the fovea ("found", which ends the search) and, if not, where to
+    look next. Here the fovea is the RAM retina (`GlimpseSensor`: a fine
+    central patch and coarser, wider ones, the periphery). Step `t` (of at
+    most `K`):
 
-        l_t ~ N(mu_t, std^2),  mu_t = tanh(Lin(h_{t-1}))        (where to look)
-        g_t = ReLU(Lin(ReLU(Lin(rho(x, l_t)))) + Lin(ReLU(Lin(l_t))) + Lin(onehot(c)))
+        l_t ~ N(mu_t, std^2),  mu_t = tanh(Lin(h_{t-1}))           (where to look)
+        what_t = Lin(ReLU(Lin(rho(x, l_t))))
+        g_t = ReLU(what_t + Lin(ReLU(Lin(l_t))) + Lin(onehot(c)))
         h_t = LSTM(g_t, h_{t-1})
-        f_t ~ Bernoulli(sigmoid(Lin(h_t * Lin(onehot(c)))))       ("found")
+        f_t ~ Bernoulli(sigmoid(s_c(what_t) + b)),  s = Lin(ReLU(.))  ("found")
 
-    with `c` the target class: the "found" logit is bilinear in the state and
-    the target (`h_t . v_c`), so "the digit under the fovea is a `c`" is one
-    score per class read off the state. The episode ends at the first `f_t = 1` or
-    after `K` fixations (giving up). Rewards (`search_rewards`): `-cost` per
-    fixation, `+found_reward` for a "found" whose fixation point lies in the
-    target's box, `-false_found_penalty` for any other "found" (always, when
-    the target is absent). Both decisions are TFP distributions
-    (`GaussianLocationPolicy`, `BernoulliPolicy`) trained by the REINFORCE
-    surrogate loss with the returns-to-go `G_t = sum_{s>=t} r_s` and a
-    learned baseline `b_t = Lin(sg(h_{t-1}))`:
+    with `c` the target class: `s` gives one score per class for the glimpse
+    under the fovea now, and the target's is kept. The episode ends at the
+    first `f_t = 1` or after `K` fixations (giving up). Rewards
+    (`search_rewards`): `-fixation_cost` per fixation, `+found_reward` for a
+    "found" whose fixation point lies in the target's box,
+    `-false_found_penalty` for any other "found" (always, when the target is
+    absent). Both decisions are TFP distributions (`GaussianLocationPolicy`,
+    `BernoulliPolicy`) trained by the REINFORCE surrogate loss with the
+    returns-to-go `G_t = sum_{s>=t} r_s` and a learned baseline
+    `b_t = Lin(sg(h_{t-1}))`:
 
-        - mean_b sum_t alive_t (G_t - sg(b_t)) (log pi(l_t) + log pi(f_t))
-          + MSE(alive_t b_t, alive_t G_t) - entropy_weight * mean_b sum_t alive_t H(f_t)
-          + recognition_weight * mean_b mean_{t alive} BCE(hit_t, f_t logits)
+        - mean_b sum_t alive_t (G_t - sg(b_t)) (w_fix log pi(l_t) + log pi(f_t))
+        + mean_b mean_t (alive_t b_t - alive_t G_t)^2
+        - entropy_weight * mean_b sum_t alive_t H(f_t)
+        + recognition_weight * mean_b [mean_{t alive} BCE(f_t logits, hit_t)
+                                       + BCE(probe+, 1) + BCE(probe-, 0)]
 
     `compute_loss` carries it, so `compile(optimizer)` and `fit(x=(scenes,
     targets), y=target_boxes)` train the agent on TensorFlow and JAX; every
     term is a per-episode loss reduced as Keras's losses do, so
     `sample_weight` weights them all. The last term (0 by default) is an
-    optional supervised shaping of the "found" logits by whether the
-    fixation is on the target, as RAM's classifier is supervised; with 0
-    the agent learns from the reward alone. PyTorch has no TFP substrate:
-    the constructor raises the project's clear error there.
+    optional supervised shaping of the "found" logits (see
+    `recognition_loss`), as RAM's classifier is supervised; with 0 the agent
+    learns from the reward alone. `w_fix` (`fixation_weight`) lets a recipe
+    hold the fixation policy still while the "found" decision learns first.
+    PyTorch has no TFP substrate: the constructor raises the project's clear
+    error there.
 
     At inference (`call`, `predict`, `search`) the fixations follow the
     policy mean and "found" is said when its probability passes 0.5.
@@ -227,8 +232,10 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         found_reward, fixation_cost, false_found_penalty: the rewards.
         entropy_weight: weight of the entropy bonus of the "found" decision.
         recognition_weight: weight of the optional supervised shaping term.
+        fixation_weight: weight `w_fix` of the fixation policy's REINFORCE
+            term (0 holds the fixations still).
         data_format: `"channels_last"`, `"channels_first"` or `None`.
-        seed: seed of the fixation and "found" sampling.
+        seed: seed of the fixation and "found" sampling and of the probes.
         name: model name.
 
     Call arguments:

@@ -165,21 +165,14 @@ def run(args, epochs, verbose=True):
         os.path.join(args.output_dir, "search_paths.png"),
         fovea_size=agent.sensor.patch_size,
         title=f"Fixation paths on test scenes (K={k}; green dashed: target box)")
-    agent_row, random_row, raster_row = rows["agent"], rows["random"], rows["raster"]
-    figures = {
-        "backend": keras.backend.backend(),
-        "epochs": epochs,
-        "K": k,
-        "train_seconds": round(train_seconds, 1),
-        "agent_success_within_k": agent_row["success_within_k"],
-        "random_success_within_k": random_row["success_within_k"],
-        "raster_success_within_k": raster_row["success_within_k"],
-        "agent_mean_fixations_present": agent_row["mean_fixations_present"],
-        "random_mean_fixations_present": random_row["mean_fixations_present"],
-        "raster_mean_fixations_present": raster_row["mean_fixations_present"],
-        "agent_false_found_rate": agent_row["false_found_rate"],
-        "search_paths_png": picture,
-    }
+    figures = {"backend": keras.backend.backend(), "epochs": epochs, "K_fixations": k,
+               "train_seconds": round(train_seconds, 1)}
+    for name, row in rows.items():
+        figures[f"{name}_success_within_k_percent"] = round(100 * row["success_within_k"], 1)
+        figures[f"{name}_mean_fixations_to_find"] = round(row["mean_fixations_to_find"], 2)
+        figures[f"{name}_mean_fixations_present"] = round(row["mean_fixations_present"], 2)
+        figures[f"{name}_false_found_percent"] = round(100 * row["false_found_rate"], 1)
+    figures["search_paths_png"] = picture
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump({"figures": figures, "rows": rows, "history": history,
                    "test_scenes": args.test_scenes, "train_scenes": args.train_scenes,

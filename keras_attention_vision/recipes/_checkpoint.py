@@ -194,13 +194,18 @@ class EpochCheckpoint:
     def restore(self, x, y=None):
         """Loads the checkpoint, if there is one, before training resumes.
 
-        Builds the model first when it is not built yet (a subclassed model),
-        as `fit` does on JAX and PyTorch (`Model._symbolic_build`, from the
-        shapes of `x` and `y`; TensorFlow's `fit` would build it only while
-        tracing its first step).
+        First one throw-away training step on `x, y` creates every variable
+        the way training creates them (a subclassed model's layers, and the
+        optimizer's slots for the variables the model's own `train_step`
+        updates: SAGAN's, Show-Attend-Tell's); then the weights, the
+        optimizer state and the seed-generator states are overwritten from
+        the checkpoint, so the step leaves no trace. (`BackupAndRestore`'s
+        own `on_train_begin` loads at the start of `fit`, before TensorFlow
+        builds a subclassed model, and refuses it.)
 
         Args:
-            x, y: a batch (one example is enough) shaped as the training data.
+            x, y: a batch (one example is enough) of the training data, as
+                `fit` takes it.
         """
         import numpy as np
 
@@ -209,15 +214,10 @@ class EpochCheckpoint:
         self._restored = True
         if self.initial_epoch == 0:
             return
-        if not self.model.built or (self.model.optimizer is not None
-                                    and not self.model.optimizer.built):
-            self.model._symbolic_build(data_batch=(x, y, None))
+        self.model.fit(x, y, epochs=1, shuffle=False, verbose=0)
         self._use_matching_copy()
         # the files BackupAndRestore wrote, loaded as its on_train_begin() does
         weights = os.path.join(self.directory, "latest.weights.h5")
-        optimizer = self.model.optimizer
-        if optimizer is not None and not optimizer.built:
-            optimizer.build(self.model.trainable_variables)
         try:
             self.model.load_weights(weights)
         except OSError:  # cut short by a kill while it was written: the previous copy

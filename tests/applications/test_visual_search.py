@@ -304,3 +304,25 @@ def test_bad_arguments(kwargs, quoted):
 def test_torch_raises_the_clear_reinforce_error():
     with pytest.raises(UnsupportedBackendError, match="tensorflow and jax"):
         VisualSearchAgent(**TINY)
+
+
+@needs_tfp
+def test_bernoulli_policy_samples_and_scores_as_numpy():
+    from keras_attention_vision.reinforce import BernoulliPolicy
+
+    policy = BernoulliPolicy(initial_probability=0.2, kernel_initializer="ones", seed=0)
+    h = np.linspace(-1, 1, 4000, dtype="float32").reshape(1000, 4)
+    logits, greedy = testing.to_numpy(policy(h))
+    np.testing.assert_allclose(logits, h.sum(1) + np.log(0.2 / 0.8), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(greedy, (logits > 0).astype("float32"))
+    _, sampled = testing.to_numpy(policy(h, training=True))
+    p = 1 / (1 + np.exp(-logits))
+    assert abs(sampled.mean() - p.mean()) < 0.04
+    log_prob = testing.to_numpy(policy.log_prob(logits, sampled))
+    np.testing.assert_allclose(log_prob, np.where(sampled > 0, np.log(p), np.log(1 - p)),
+                               rtol=1e-4, atol=1e-5)
+    config = policy.get_config()
+    assert config["initial_probability"] == 0.2
+    assert BernoulliPolicy.from_config(config).initial_probability == 0.2
+    with pytest.raises(ValueError, match="initial_probability=0"):
+        BernoulliPolicy(initial_probability=0)

@@ -208,32 +208,33 @@ def synchronize_batch_normalization(model):
 # ----------------------------------------------------------------------------------
 
 #: Regexes on variable paths -> the axes of the kernel to put on the "model"
-#: mesh axis ("model") or to replicate (None). Matched with `re.search`.
+#: mesh axis ("model") or to replicate (None). `LayoutMap` matches a path with
+#: `re.fullmatch`, hence the leading `.*` (the model's name, if any).
 _LAYOUT_RULES = {
     # Image Transformer: per-head projections (hidden, heads, head_dim) are split
     # by head; the output projection (heads, head_dim, hidden) on its head axis;
     # the feed-forward network Megatron-style; the 256-way head by class.
     "image_transformer": (
-        (r"attention_\d+/(query|key|value)/kernel", (None, "model", None)),
-        (r"attention_\d+/(query|key|value)/bias", ("model", None)),
-        (r"attention_\d+/attention_output/kernel", ("model", None, None)),
-        (r"(layer|encoder_layer)_\d+/ffn_hidden/kernel", (None, "model")),
-        (r"(layer|encoder_layer)_\d+/ffn_hidden/bias", ("model",)),
-        (r"(layer|encoder_layer)_\d+/ffn_output/kernel", ("model", None)),
+        (r".*attention_\d+/(query|key|value)/kernel", (None, "model", None)),
+        (r".*attention_\d+/(query|key|value)/bias", ("model", None)),
+        (r".*attention_\d+/attention_output/kernel", ("model", None, None)),
+        (r".*(layer|encoder_layer)_\d+/ffn_hidden/kernel", (None, "model")),
+        (r".*(layer|encoder_layer)_\d+/ffn_hidden/bias", ("model",)),
+        (r".*(layer|encoder_layer)_\d+/ffn_output/kernel", ("model", None)),
     ),
     # Non-local ResNet-50: theta, phi, g (C -> C/2) by output channel, W_z
     # (C/2 -> C) by input channel; ResNet's 3x3 convolutions by output channel.
     "non_local_resnet50": (
-        (r"_nonlocal/(theta|phi|g)/kernel", (None, "model")),
-        (r"_nonlocal/(theta|phi|g)/bias", ("model",)),
-        (r"_nonlocal/w_z/kernel", ("model", None)),
-        (r"conv\d_block\d+_2_conv/kernel", (None, None, None, "model")),
+        (r".*_nonlocal/(theta|phi|g)/kernel", (None, "model")),
+        (r".*_nonlocal/(theta|phi|g)/bias", ("model",)),
+        (r".*_nonlocal/w_z/kernel", ("model", None)),
+        (r".*conv\d_block\d+_2_conv/kernel", (None, None, None, "model")),
     ),
     # SAGAN (generator and discriminator alike): query, key, value by output
     # channel, the output projection by input channel.
     "sagan": (
-        (r"self_attention/(query|key|value)_sn/(query|key|value)/kernel", (None, "model")),
-        (r"self_attention/output_sn/output/kernel", ("model", None)),
+        (r".*self_attention/(query|key|value)_sn/(query|key|value)/kernel", (None, "model")),
+        (r".*self_attention/output_sn/output/kernel", ("model", None)),
     ),
 }
 

@@ -61,6 +61,7 @@ def _apps():
         SAGAN,
         AttentionVGG,
         ImageTransformer,
+        NonLocalResNet,
         NonLocalResNet50,
         PixelCNN,
         RecurrentAttentionModel,
@@ -99,7 +100,7 @@ def _apps():
 
     binary = lambda n, shape: (rng.uniform(size=(n,) + shape) < 0.3).astype("float32")  # noqa: E731
 
-    return {
+    apps = {
         "ram": (lambda: RecurrentAttentionModel(**ram_tiny), ram_data, 0.1),
         "ram_moving_average": (
             lambda: RecurrentAttentionModel(**ram_tiny, baseline="moving_average"),
@@ -115,7 +116,7 @@ def _apps():
                                          base_channels=16),
                           SAGANDiscriminator(image_shape=(8, 8, 1), base_channels=16),
                           seed=0),
-            lambda n: (rng.uniform(-1, 1, (n, 8, 8, 1)).astype("float32"), None), 0.01),
+            lambda n: (rng.uniform(-1, 1, (n, 8, 8, 1)).astype("float32"), None), 0.05),
         "pixelcnn": (
             lambda: PixelCNN(input_shape=(6, 6, 1), num_layers=2, filters=4,
                              first_kernel_size=3),
@@ -129,11 +130,36 @@ def _apps():
             lambda: AttentionVGG(input_shape=(16, 16, 1), classes=3,
                                  width_multiplier=1 / 16),
             lambda n: classes_data(n, (16, 16, 1)), 0.02),
+        "non_local_resnet": (
+            lambda: NonLocalResNet(input_shape=(16, 16, 3), classes=3, width=4),
+            lambda n: classes_data(n, (16, 16, 3)), 0.02),
         "non_local_resnet50": (
             lambda: NonLocalResNet50(input_shape=(32, 32, 3), classes=3,
                                      nonlocal_stages=1),
             lambda n: classes_data(n, (32, 32, 3)), 0.01),
     }
+    from keras_attention_vision import applications
+
+    if hasattr(applications, "VisualSearchAgent"):
+        def scenes(n, size=24):
+            x = rng.uniform(0, 0.1, (n, size, size, 1)).astype("float32")
+            targets = rng.integers(0, 3, n).astype("int32")
+            boxes = np.zeros((n, 4), "int32")
+            for i, target in enumerate(targets):
+                if i % 4 == 3:  # target absent
+                    continue
+                top, left = rng.integers(0, size - 8, 2)
+                x[i, top:top + 8, left:left + 8] = (target + 1) / 3.0
+                boxes[i] = (top, left, top + 8, left + 8)
+            return (x, targets), boxes
+
+        apps["visual_search"] = (
+            lambda: applications.VisualSearchAgent(
+                input_shape=(24, 24, 1), classes=3, num_fixations=3, patch_size=4,
+                num_scales=2, glimpse_hidden=8, glimpse_units=8, core_units=8, std=0.2,
+                seed=0),
+            scenes, 0.1)
+    return apps
 
 
 def _compile(model, learning_rate, jit_compile="auto"):
@@ -167,27 +193,30 @@ def _fit(model, x, y, **kwargs):
 
 
 #: Models whose training loss has a sampled term; the others' loss is deterministic.
-SAMPLED = ("ram", "ram_moving_average", "show_attend_tell_hard", "sagan")
+SAMPLED = ("ram", "ram_moving_average", "show_attend_tell_hard", "sagan", "visual_search")
 
 
-def _training_set_loss(name, model, x, y):
+def _training_set_loss(name, model, x, y, fakes=None):
     """The loss on the training set whose decrease shows that `fit` trained.
 
     The REINFORCE models: `evaluate` (RAM: the cross-entropy of the mean
     path; hard attention: the loss of the expected attention), as the
-    training loss has a sampled REINFORCE term. SAGAN: the discriminator's
-    hinge loss on the real images and on images generated from fixed latent
-    vectors (the summed loss of a GAN is a game's value, which need not fall).
+    training loss has a sampled REINFORCE term. SAGAN: the summed loss of a
+    GAN is a game's value, which need not fall; what must fall is the
+    discriminator's hinge loss on the training images and on a fixed set of
+    images of the initial generator (`fakes`, made on the first call).
     """
     import numpy as np
 
     if name == "sagan":
         from keras_attention_vision.applications.sagan import hinge_discriminator_loss
 
-        z = np.random.default_rng(1).normal(size=(len(x), model.latent_dim))
-        fake = model.generator(z.astype("float32"), training=False)
-        return float(hinge_discriminator_loss(model.discriminator(x, training=False),
-                                              model.discriminator(fake, training=False)))
+        if "images" not in fakes:
+            z = np.random.default_rng(1).normal(size=(len(x), model.latent_dim))
+            fakes["images"] = model.generator(z.astype("float32"), training=False)
+        return float(hinge_discriminator_loss(
+            model.discriminator(x, training=False),
+            model.discriminator(fakes["images"], training=False)))
     logs = model.evaluate(x, y, verbose=0, return_dict=True) if y is not None else \
         model.evaluate(x, verbose=0, return_dict=True)
     return float(logs["loss"])
@@ -235,7 +264,8 @@ def run_app(name, engine, batch=4, epochs=6, train_size=16):
 
     builder, data, learning_rate = _apps()[name]
     x, y = data(train_size)
-    step_x = x[:batch * REPLICAS]
+    step_x = tuple(a[:batch * REPLICAS] for a in x) if isinstance(x, tuple) else \
+        x[:batch * REPLICAS]
     step_y = None if y is None else y[:batch * REPLICAS]
     out = {}
     start = time.perf_counter()
@@ -272,11 +302,12 @@ def run_app(name, engine, batch=4, epochs=6, train_size=16):
             for key in single_logs.history}
         out["step_seconds"] = time.perf_counter() - start
         # then fit under the engine: the loss on the training set goes down
-        first = _training_set_loss(name, multi, x, y) if name in SAMPLED else None
+        fakes = {}
+        first = _training_set_loss(name, multi, x, y, fakes) if name in SAMPLED else None
         history = _fit(multi, x, y, batch_size=batch * REPLICAS, epochs=epochs)
         out["losses"] = [float(v) for v in history.history["loss"]]
         if name in SAMPLED:
-            out["first"], out["last"] = first, _training_set_loss(name, multi, x, y)
+            out["first"], out["last"] = first, _training_set_loss(name, multi, x, y, fakes)
         else:  # deterministic training loss: its first and last epochs
             out["first"], out["last"] = out["losses"][0], out["losses"][-1]
     out["seconds"] = time.perf_counter() - start
@@ -306,14 +337,17 @@ def run_model_parallel(names):
             if not model.built:
                 model(x[:2])
             history = _fit(model, x, y, batch_size=4, epochs=2)
-        sharded, replicated = {}, []
+        # (path, shape, partition spec, shapes of the shards) of the sharded
+        # variables (SAGAN's generator and discriminator share paths: a list)
+        sharded, replicated = [], []
         for variable in model.weights:
             sharding = getattr(variable.value, "sharding", None)
             spec = getattr(sharding, "spec", None)
             if spec is not None and any(axis is not None for axis in spec):
-                sharded[variable.path] = [None if a is None else str(a) for a in spec]
                 shards = {tuple(s.data.shape) for s in variable.value.addressable_shards}
-                sharded[variable.path].append([list(s) for s in shards])
+                sharded.append([variable.path, list(variable.shape),
+                                [None if a is None else str(a) for a in spec],
+                                sorted(list(s) for s in shards)])
             else:
                 replicated.append(variable.path)
         results[name] = {

@@ -42,7 +42,7 @@ def location_to_pixel_coordinates(locations, height, width):
 
 
 def search_rewards(locations, found, target_boxes, image_size, found_reward=1.0,
-                   fixation_cost=0.02, false_found_penalty=1.0):
+                   fixation_cost=0.02, false_found_penalty=1.0, hit_reward=0.0):
     """Per-step rewards of search episodes, and which steps were taken.
 
     Step `t` fixates `locations[:, t]` (it is taken when no "found" was said
@@ -50,7 +50,10 @@ def search_rewards(locations, found, target_boxes, image_size, found_reward=1.0,
     with `+found_reward` when the fixation point lies in the target's box
     (`y_min <= y < y_max`, `x_min <= x < x_max`, in pixels) and
     `-false_found_penalty` otherwise (always, when the target is absent: its
-    box is empty). Never saying "found" is giving up.
+    box is empty). Never saying "found" is giving up. The first step whose
+    fixation point lies in the target's box (if it is taken) also earns
+    `hit_reward`: a reward for bringing the target under the fovea, whatever
+    the "found" decision (0 by default).
 
     Args:
         locations: `(B, K, 2)` fixations `(y, x)` in `[-1, 1]`.
@@ -58,7 +61,8 @@ def search_rewards(locations, found, target_boxes, image_size, found_reward=1.0,
         target_boxes: `(B, 4)` pixel boxes `(y_min, x_min, y_max, x_max)`;
             all zeros for an absent target.
         image_size: `(height, width)` of the scenes in pixels.
-        found_reward, fixation_cost, false_found_penalty: the reward terms.
+        found_reward, fixation_cost, false_found_penalty, hit_reward: the
+            reward terms.
 
     Returns:
         `(rewards, alive, hits)`, float32 `(B, K)` each: the reward of each
@@ -76,7 +80,8 @@ def search_rewards(locations, found, target_boxes, image_size, found_reward=1.0,
     before = ops.cumsum(found, axis=1) - found
     alive = ops.cast(before < 0.5, "float32")
     outcome = found * (hits * found_reward - (1.0 - hits) * false_found_penalty)
-    rewards = alive * (outcome - fixation_cost)
+    first_hit = hits * ops.cast(ops.cumsum(hits, axis=1) - hits < 0.5, "float32")
+    rewards = alive * (outcome - fixation_cost + hit_reward * first_hit)
     return rewards, alive, hits
 
 
@@ -230,6 +235,8 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             1]` units).
         initial_found_probability: `P(found)` at the start of training.
         found_reward, fixation_cost, false_found_penalty: the rewards.
+        hit_reward: an optional reward for the first fixation on the target
+            (see `search_rewards`; 0 by default).
         entropy_weight: weight of the entropy bonus of the "found" decision.
         recognition_weight: weight of the optional supervised shaping term.
         fixation_weight: weight `w_fix` of the fixation policy's REINFORCE
@@ -269,7 +276,8 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
                  patch_size=8, num_scales=4, scale_factor=2, glimpse_hidden=128,
                  glimpse_units=128, core_units=128, std=0.15,
                  initial_found_probability=0.05, found_reward=1.0, fixation_cost=0.02,
-                 false_found_penalty=1.0, entropy_weight=0.01, recognition_weight=0.0,
+                 false_found_penalty=1.0, hit_reward=0.0, entropy_weight=0.01,
+                 recognition_weight=0.0,
                  fixation_weight=1.0, data_format=None, seed=None,
                  name="visual_search_agent", **kwargs):
         require_reinforce_backend()
@@ -289,6 +297,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         self.fixation_cost = check_number("fixation_cost", fixation_cost, minimum=0)
         self.false_found_penalty = check_number("false_found_penalty",
                                                 false_found_penalty, minimum=0)
+        self.hit_reward = check_number("hit_reward", hit_reward, minimum=0)
         self.entropy_weight = check_number("entropy_weight", entropy_weight, minimum=0)
         self.recognition_weight = check_number("recognition_weight", recognition_weight,
                                                minimum=0)
@@ -342,6 +351,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             "found_reward": self.found_reward,
             "fixation_cost": self.fixation_cost,
             "false_found_penalty": self.false_found_penalty,
+            "hit_reward": self.hit_reward,
             "entropy_weight": self.entropy_weight,
             "recognition_weight": self.recognition_weight,
             "fixation_weight": self.fixation_weight,
@@ -507,7 +517,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         """`search_rewards` with this agent's scene size and reward terms."""
         return search_rewards(locations, found, target_boxes, (self.height, self.width),
                               self.found_reward, self.fixation_cost,
-                              self.false_found_penalty)
+                              self.false_found_penalty, self.hit_reward)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         boxes = ops.reshape(ops.cast(y, "float32"), (-1, 4))

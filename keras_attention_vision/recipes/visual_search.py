@@ -22,8 +22,8 @@ ROWS = (("agent", "policy"), ("random", "random"), ("raster", "raster"))
 
 
 def add_arguments(parser):
-    parser.add_argument("--epochs", type=int, default=60,
-                        help="training epochs, fresh scenes each (default: 60)")
+    parser.add_argument("--epochs", type=int, default=80,
+                        help="training epochs, fresh scenes each (default: 80)")
     parser.add_argument("--fixations", type=int, default=10,
                         help="K, the most fixations per search (default: 10)")
     parser.add_argument("--train-scenes", type=int, default=4000,
@@ -32,15 +32,19 @@ def add_arguments(parser):
     parser.add_argument("--absent-fraction", type=float, default=0.25,
                         help="share of scenes without the target (default: 0.25)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
+    parser.add_argument("--learning-rate", type=float, default=3e-3,
                         help="peak Adam learning rate, cosine-decayed to 0")
-    parser.add_argument("--std", type=float, default=0.15,
+    parser.add_argument("--std", type=float, default=0.2,
                         help="std of the Gaussian fixation policy ([-1, 1] units)")
     parser.add_argument("--fixation-cost", type=float, default=0.02)
     parser.add_argument("--false-found-penalty", type=float, default=1.0)
-    parser.add_argument("--entropy-weight", type=float, default=0.01,
+    parser.add_argument("--hit-reward", type=float, default=1.0,
+                        help="reward for the first fixation on the target (shaping)")
+    parser.add_argument("--no-hit-reward", action="store_true",
+                        help="the issue's rewards only (hit reward 0)")
+    parser.add_argument("--entropy-weight", type=float, default=0.001,
                         help="entropy bonus of the found decision")
-    parser.add_argument("--recognition-weight", type=float, default=1.0,
+    parser.add_argument("--recognition-weight", type=float, default=2.0,
                         help="weight of the supervised shaping of the found logits "
                         "(fixation on the target or not)")
     parser.add_argument("--no-recognition-shaping", action="store_true",
@@ -108,6 +112,7 @@ def run(args, epochs, verbose=True):
     agent = VisualSearchAgent(
         num_fixations=args.fixations, std=args.std, fixation_cost=args.fixation_cost,
         false_found_penalty=args.false_found_penalty,
+        hit_reward=0.0 if args.no_hit_reward else args.hit_reward,
         entropy_weight=args.entropy_weight, recognition_weight=recognition,
         core_units=args.core_units, data_format="channels_last", seed=args.seed,
         initial_found_probability=args.initial_found_probability)

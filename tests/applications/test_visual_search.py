@@ -22,7 +22,7 @@ SIZE = 24
 TINY = dict(input_shape=(SIZE, SIZE, 1), classes=3, num_fixations=3, patch_size=4,
             num_scales=2, glimpse_hidden=8, glimpse_units=8, core_units=8, std=0.2,
             initial_found_probability=0.3, fixation_cost=0.05, false_found_penalty=0.7,
-            found_reward=1.5, entropy_weight=0.1, recognition_weight=0.5,
+            found_reward=1.5, hit_reward=0.3, entropy_weight=0.1, recognition_weight=0.5,
             fixation_weight=0.8)
 
 
@@ -44,8 +44,9 @@ def _data(n=8, seed=0):
 # NumPy references written from the formulation -----------------------------------
 
 
-def _np_rewards(locations, found, boxes, size, found_reward, cost, penalty):
-    """Episode by episode: pay per fixation until the first "found"; score that one."""
+def _np_rewards(locations, found, boxes, size, found_reward, cost, penalty, hit_reward):
+    """Episode by episode: pay per fixation until the first "found"; score that one;
+    the first fixation on the target earns `hit_reward`."""
     b, k = found.shape
     rewards, alive, hits = np.zeros((b, k)), np.zeros((b, k)), np.zeros((b, k))
     for i in range(b):
@@ -54,9 +55,13 @@ def _np_rewards(locations, found, boxes, size, found_reward, cost, penalty):
             py = (locations[i, t, 0] + 1) / 2 * size
             px = (locations[i, t, 1] + 1) / 2 * size
             hits[i, t] = float(y0 <= py < y1 and x0 <= px < x1)
+        seen = False
         for t in range(k):
             alive[i, t] = 1.0
             rewards[i, t] = -cost
+            if hits[i, t] and not seen:
+                rewards[i, t] += hit_reward
+                seen = True
             if found[i, t]:
                 rewards[i, t] += found_reward if hits[i, t] else -penalty
                 break
@@ -77,7 +82,7 @@ def _np_loss(o, boxes, config, probes, weights=None):
     weights = np.ones(b) if weights is None else np.asarray(weights, "float64").ravel()
     rewards, alive, hits = _np_rewards(o["locations"], o["found"], boxes, SIZE,
                                        config["found_reward"], config["fixation_cost"],
-                                       config["false_found_penalty"])
+                                       config["false_found_penalty"], config["hit_reward"])
     returns = np.cumsum(rewards[:, ::-1], 1)[:, ::-1]
     std = config["std"]
     log_gauss = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
@@ -113,12 +118,15 @@ class VisualSearchAgentTest(testing.TestCase):
         ], "float32")
         found = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0]], "float32")
         rewards, alive, hits = search_rewards(locations, found, boxes, (SIZE, SIZE),
-                                              1.5, 0.05, 0.7)
-        expected = _np_rewards(locations, found, boxes, SIZE, 1.5, 0.05, 0.7)
+                                              1.5, 0.05, 0.7, 0.3)
+        expected = _np_rewards(locations, found, boxes, SIZE, 1.5, 0.05, 0.7, 0.3)
         for actual, want in zip((rewards, alive, hits), expected):
             self.assertAllClose(actual, want, atol=1e-6)
-        # The hand count of episode 1: wrong found at the first fixation.
+        # By hand: episode 1 says a wrong "found" at its first fixation; episode
+        # 3 lands on the target at its first fixation (hit reward) and gives up.
         self.assertAllClose(testing.to_numpy(rewards)[1], [-0.75, 0.0, 0.0], atol=1e-6)
+        self.assertAllClose(testing.to_numpy(rewards)[3], [0.25, -0.05, -0.05], atol=1e-6)
+        self.assertAllClose(testing.to_numpy(rewards)[0], [1.75, 0.0, 0.0], atol=1e-6)
         self.assertAllClose(returns_to_go(rewards),
                             np.cumsum(expected[0][:, ::-1], 1)[:, ::-1], atol=1e-6)
 

@@ -24,6 +24,7 @@ import os
 import pathlib
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -48,7 +49,7 @@ PRESETS = {
     "ram_translated": {
         "backend": "jax",
         "recipe": "ram",
-        "train": ["--preset", "translated", "--epochs", "40", "--log-every", "10"],
+        "train": ["--preset", "translated", "--epochs", "100", "--log-every", "20"],
         "data": EMBEDDED + ", each digit placed at random on a 60x60 canvas "
                 "(new canvases every epoch; the test canvases use seed 10,000)",
         "summary": "translated MNIST 60x60, 8 glimpses of 12x12 at 3 scales (short run)",
@@ -82,7 +83,7 @@ PRESETS = {
     "sagan_generator_mnist": {
         "backend": "jax",
         "recipe": "sagan",
-        "train": ["--epochs", "8"],
+        "train": ["--epochs", "20"],
         "data": EMBEDDED + ", training digits scaled to [-1, 1]",
         "summary": "MNIST digits 28x28, generator of a self-attention GAN (hinge loss)",
         "recipe_args": {"latent_dim": 64, "seed": 0},
@@ -273,6 +274,7 @@ def main(argv=None):
         output_dir = os.path.join(args.work_dir, name)
         wall = None
         if not args.package_only:
+            shutil.rmtree(output_dir, ignore_errors=True)  # a fresh run, not a resumed one
             env = {**os.environ, "KERAS_BACKEND": spec["backend"]}
             command = _command(name, output_dir)
             command[0] = str(pathlib.Path(sys.executable).with_name("kav"))

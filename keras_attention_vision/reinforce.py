@@ -424,7 +424,9 @@ class BernoulliPolicy(SeedStateMixin, keras.layers.Layer):
         logits = ops.cast(self.dense(inputs)[..., 0], "float32")
         sample = bool(training) if sample is None else sample
         if sample:
-            draw = keras.random.uniform(ops.shape(logits), seed=self.seed_generator)
+            draw = global_batch_draw(  # tf.distribute: this replica's rows of one draw
+                lambda shape: keras.random.uniform(shape, seed=self.seed_generator),
+                ops.shape(logits))
             action = ops.cast(draw < ops.sigmoid(logits), "float32")
         else:
             action = ops.cast(logits > 0, "float32")

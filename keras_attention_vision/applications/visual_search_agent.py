@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.distribution import global_batch_draw
 from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
 from keras_attention_vision.layers.validation import (
     check_number,
@@ -564,11 +565,14 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         """
         boxes = ops.cast(boxes, "float32")
         batch = ops.shape(boxes)[0]
-        jitter = keras.random.uniform((batch, 2), -0.4, 0.4, seed=self.seed_generator)
+        # Under tf.distribute each replica takes its rows of one global draw.
+        jitter = global_batch_draw(lambda shape: keras.random.uniform(
+            shape, -0.4, 0.4, seed=self.seed_generator), (batch, 2))
         centre = (boxes[:, :2] + boxes[:, 2:]) / 2.0 + jitter * (boxes[:, 2:] - boxes[:, :2])
         locations = ops.stack([2.0 * centre[:, 0] / self.height - 1.0,
                                2.0 * centre[:, 1] / self.width - 1.0], axis=-1)
-        shift = keras.random.randint((batch,), 1, self.classes, seed=self.seed_generator)
+        shift = global_batch_draw(lambda shape: keras.random.randint(
+            shape, 1, self.classes, seed=self.seed_generator), (batch,))
         targets = ops.cast(ops.reshape(targets, (-1,)), "int32")
         others = (targets + ops.cast(shift, "int32")) % self.classes
         return (self.found_logits_at(scenes, targets, locations),

@@ -261,7 +261,8 @@ def run(args, epochs, verbose=True):
 
     # kav train: a checkpoint every epoch; a rerun resumes (std from the epoch number)
     checkpoint = EpochCheckpoint(model, args, f"ram_{args.preset}")
-    checkpoint.restore(x_test[:1], y_test[:1])  # when resuming: weights, optimizer, RNG
+    b = args.batch_size  # when resuming: weights, optimizer, RNG (a batch for the trace)
+    checkpoint.restore(x_test[:b], y_test[:b], batch_size=b)
     start = time.perf_counter()
     history = checkpoint.extra.get("rows", [])
     stds = _std_schedule(args, epochs)

@@ -25,8 +25,8 @@ def test_run_writes_the_table_the_picture_and_the_model(tmp_path):
     args = _args(tmp_path)
     figures = visual_search.run(args, epochs=2, verbose=False)
     for name in ("agent", "random", "raster"):
-        assert 0.0 <= figures[f"{name}_success_within_k_percent"] <= 100.0
-        assert 0.0 <= figures[f"{name}_false_found_percent"] <= 100.0
+        assert 0.0 <= figures[f"{name}_success_within_k"] <= 1.0
+        assert 0.0 <= figures[f"{name}_false_found_rate"] <= 1.0
     assert figures["K_fixations"] == 2 and figures["backend"] == keras.backend.backend()
     out = args.output_dir
     assert os.path.getsize(os.path.join(out, "search_paths.png")) > 1000

@@ -123,10 +123,18 @@ def run(args, epochs, verbose=True):
     agent.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=1.0),
                   jit_compile=True if args.jit_compile else "auto",
                   steps_per_execution=8)
-    rng = np.random.default_rng(args.seed)
-    history = []
+    from keras_attention_vision.recipes._checkpoint import EpochCheckpoint
+
+    # kav train: a checkpoint every epoch; a rerun resumes (the warm-up and the
+    # scenes are functions of the epoch number)
+    checkpoint = EpochCheckpoint(agent, args, "visual_search")
+    b = args.batch_size
+    checkpoint.restore((test["scenes"][:b], test["targets"][:b]), test["target_boxes"][:b],
+                       batch_size=b)
+    history = checkpoint.extra.get("rows", [])
     start = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(checkpoint.initial_epoch, epochs):
+        rng = np.random.default_rng([args.seed, epoch])
         fixation_weight = 0.0 if epoch < warmup else 1.0
         if agent.fixation_weight != fixation_weight:
             agent.fixation_weight = fixation_weight  # a Python float: retrace the step
@@ -152,6 +160,7 @@ def run(args, epochs, verbose=True):
                       f"{row['test_mean_fixations_present']:.2f}, false found "
                       f"{100 * row['test_false_found_rate']:.1f}% "
                       f"({row['seconds']:.0f} s)", flush=True)
+        checkpoint.save(epoch, {k: v[-1] for k, v in logs.items()}, extra={"rows": history})
     train_seconds = time.perf_counter() - start
     rows, paths = {}, {}
     for name, strategy in ROWS:
@@ -173,10 +182,11 @@ def run(args, epochs, verbose=True):
     figures = {"backend": keras.backend.backend(), "epochs": epochs, "K_fixations": k,
                "train_seconds": round(train_seconds, 1)}
     for name, row in rows.items():
-        figures[f"{name}_success_within_k_percent"] = round(100 * row["success_within_k"], 1)
+        # fractions (kav's report shows success and found rates in percent)
+        figures[f"{name}_success_within_k"] = round(row["success_within_k"], 4)
         figures[f"{name}_mean_fixations_to_find"] = round(row["mean_fixations_to_find"], 2)
         figures[f"{name}_mean_fixations_present"] = round(row["mean_fixations_present"], 2)
-        figures[f"{name}_false_found_percent"] = round(100 * row["false_found_rate"], 1)
+        figures[f"{name}_false_found_rate"] = round(row["false_found_rate"], 4)
     figures["search_paths_png"] = picture
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump({"figures": figures, "rows": rows, "history": history,

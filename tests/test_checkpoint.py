@@ -92,6 +92,12 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, probe):
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]  # killed in epoch 3 of 4
     assert _checkpoint.progress(str(checkpoints)) == {"probe": 2}
+    # as if it had also been stopped while writing the next epoch's weights: the
+    # previous file copied aside (BackupAndRestore's .bkp), the new one cut short
+    latest = checkpoints / "probe" / "latest.weights.h5"
+    data = latest.read_bytes()
+    (checkpoints / "probe" / "latest.weights.h5.bkp").write_bytes(data)
+    latest.write_bytes(data[: len(data) // 3])
 
     resumed, resumed_history = module.run(str(checkpoints))
     uninterrupted, history = module.run(None)

@@ -67,6 +67,16 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
+def _sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def completed_epochs(directory):
     """Epochs finished by the checkpoint in `directory` (0 when there is none)."""
     state = _read_json(os.path.join(directory, STATE_FILE)) or {}
@@ -181,6 +191,7 @@ class EpochCheckpoint:
         self._restored = self.directory is None
         state = (_read_json(os.path.join(self.directory, STATE_FILE))
                  if self.directory else None) or {}
+        self._state = state
         self.initial_epoch = int(state.get("epoch", 0))
         self.history = state.get("history", {})
         self.extra = state.get("extra", {})
@@ -220,13 +231,8 @@ class EpochCheckpoint:
             return
         self.model.fit(x, y, batch_size=batch_size, epochs=1, steps_per_epoch=1,
                        shuffle=False, verbose=0)
-        self._use_matching_copy()
-        # the files BackupAndRestore wrote, loaded as its on_train_begin() does
-        weights = os.path.join(self.directory, "latest.weights.h5")
-        try:
-            self.model.load_weights(weights)
-        except OSError:  # cut short by a kill while it was written: the previous copy
-            self.model.load_weights(f"{weights}.bkp")
+        # the file BackupAndRestore wrote, loaded as its on_train_begin() does
+        self.model.load_weights(self._weights_file())
         path = os.path.join(self.directory, SEEDS_FILE)
         if os.path.exists(path):
             with np.load(path) as saved:
@@ -234,20 +240,26 @@ class EpochCheckpoint:
                     if f"state_{i}" in saved:
                         state.assign(saved[f"state_{i}"])
 
-    def _use_matching_copy(self):
-        """Picks BackupAndRestore's copy of the epoch that `state.json` names.
+    def _weights_file(self):
+        """The weights file that `state.json` committed (by its SHA-256).
 
-        `save` writes the weights before `state.json`: a run killed between
-        the two leaves weights one epoch ahead, and the previous copy (`.bkp`)
-        is the one that matches.
+        BackupAndRestore writes `latest.weights.h5` in place, after copying
+        the previous one to `.bkp`: a run stopped while it wrote leaves a
+        short file that HDF5 still opens. `state.json` is written last and
+        names the complete file's hash, so the copy that matches it is used.
         """
         weights = os.path.join(self.directory, "latest.weights.h5")
-        metadata = os.path.join(self.directory, "training_metadata.json")
-        if (_read_json(metadata) or {}).get("epoch") == self.initial_epoch:
-            return
-        if (_read_json(f"{metadata}.bkp") or {}).get("epoch") == self.initial_epoch:
-            shutil.copyfile(f"{weights}.bkp", weights)
-            shutil.copyfile(f"{metadata}.bkp", metadata)
+        candidates = [weights, f"{weights}.bkp"]
+        expected = self._state.get("weights_sha256")
+        if expected is None:  # written without a hash: the newest file
+            return weights
+        for path in candidates:
+            if os.path.exists(path) and _sha256(path) == expected:
+                if path != weights:  # load_weights wants the .weights.h5 name
+                    shutil.copyfile(path, weights)
+                return weights
+        raise RunStateError(f"the checkpoint in {self.directory} is damaged (no weights "
+                            "file matches state.json); use --restart to start over")
 
     def save(self, epoch, logs=None, extra=None):
         """Saves the state after `epoch` (0-based) finished, with its `logs`."""
@@ -267,9 +279,11 @@ class EpochCheckpoint:
         path = os.path.join(self.directory, SEEDS_FILE)
         np.savez(f"{path}.tmp.npz", **states)
         os.replace(f"{path}.tmp.npz", path)
-        # last: the epoch counter says the files above are complete
-        _write_json(os.path.join(self.directory, STATE_FILE),
-                    {"epoch": epoch + 1, "history": self.history, "extra": self.extra})
+        # last: the epoch counter and the hash say the files above are complete
+        weights = os.path.join(self.directory, "latest.weights.h5")
+        self._state = {"epoch": epoch + 1, "weights_sha256": _sha256(weights),
+                       "history": self.history, "extra": self.extra}
+        _write_json(os.path.join(self.directory, STATE_FILE), self._state)
 
 
 class _History:

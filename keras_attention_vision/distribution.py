@@ -27,6 +27,7 @@ for users:
 
 import contextlib
 import dataclasses
+import os
 
 import keras
 from keras import ops
@@ -371,8 +372,15 @@ def _tf_engine(devices):
 
     if devices is None:
         tpus = tf.config.list_logical_devices("TPU")
-        if tpus:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="")
+        tpu_name = os.environ.get("TPU_NAME")
+        if tpus or tpu_name:
+            # TPU cores become visible once the TPU system is initialised
+            # (TPU_NAME: the TPU's name, "local" on a Cloud TPU VM).
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_name or "")
+            if not tpus:
+                tf.config.experimental_connect_to_cluster(resolver)
+                tf.tpu.experimental.initialize_tpu_system(resolver)
+                tpus = tf.config.list_logical_devices("TPU")
             strategy = tf.distribute.TPUStrategy(resolver)
             return Engine("TPUStrategy", "tensorflow", tuple(d.name for d in tpus),
                           strategy)
@@ -400,7 +408,9 @@ def _jax_engine(devices):
 def pick_engine(devices=None):
     """Chooses the data-parallel engine for the active backend and the devices present.
 
-    - TensorFlow: `tf.distribute.TPUStrategy` when TPU devices are visible;
+    - TensorFlow: `tf.distribute.TPUStrategy` when TPU devices are visible or
+      the `TPU_NAME` environment variable names a TPU (`"local"` on a Cloud
+      TPU VM; not tested here, no TPU);
       otherwise `tf.distribute.MirroredStrategy` over the GPUs, or over the
       logical CPU devices when there is no GPU (several logical CPUs are
       how tests simulate devices; on one physical CPU they give no speed-up).

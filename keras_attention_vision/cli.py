@@ -58,6 +58,8 @@ OPTION_HELP = {
     "train_scenes": "training scenes generated",
     "test_scenes": "test scenes generated",
     "core_units": "width of the core network's state",
+    "fixation_cost": "reward paid for every fixation",
+    "false_found_penalty": "negative reward of saying 'found' off the target",
     "test_images": "test images generated",
     "beam_width": "beam width of the caption search",
     "units": "width of the LSTM and the attention",

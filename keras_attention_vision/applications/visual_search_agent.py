@@ -15,6 +15,7 @@ from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.distribution import global_batch_draw
 from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
 from keras_attention_vision.layers.validation import (
+    check_choice,
     check_number,
     check_positive_int,
 )
@@ -242,6 +243,11 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         recognition_weight: weight of the optional supervised shaping term.
         fixation_weight: weight `w_fix` of the fixation policy's REINFORCE
             term (0 holds the fixations still).
+        fixation_reward: what the fixation policy learns from: `"return"`
+            (the full return, as the "found" decision) or `"hits"` (only
+            `hit_reward` at the first fixation on the target and the
+            fixation cost, with a baseline of its own; the "found" decision
+            keeps the full return).
         data_format: `"channels_last"`, `"channels_first"` or `None`.
         seed: seed of the fixation and "found" sampling and of the probes.
         name: model name.
@@ -279,7 +285,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
                  initial_found_probability=0.05, found_reward=1.0, fixation_cost=0.02,
                  false_found_penalty=1.0, hit_reward=0.0, entropy_weight=0.01,
                  recognition_weight=0.0,
-                 fixation_weight=1.0, data_format=None, seed=None,
+                 fixation_weight=1.0, fixation_reward="return", data_format=None, seed=None,
                  name="visual_search_agent", **kwargs):
         require_reinforce_backend()
         super().__init__(name=name, **kwargs)
@@ -303,6 +309,8 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         self.recognition_weight = check_number("recognition_weight", recognition_weight,
                                                minimum=0)
         self.fixation_weight = check_number("fixation_weight", fixation_weight, minimum=0)
+        self.fixation_reward = check_choice("fixation_reward", fixation_reward,
+                                            ("return", "hits"))
         p = initial_found_probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1:
             raise ValueError("`initial_found_probability` must be a number in (0, 1). "
@@ -331,6 +339,8 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         self.seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 2)
         self.core_cell = keras.layers.LSTMCell(core_units, name="core_lstm")
         self.baseline_net = LearnedBaseline(name="baseline")
+        if self.fixation_reward == "hits":
+            self.fixation_baseline_net = LearnedBaseline(name="fixation_baseline")
         self.reward_tracker = keras.metrics.Mean(name="reward")
         self.success_tracker = keras.metrics.Mean(name="success")
 
@@ -356,6 +366,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             "entropy_weight": self.entropy_weight,
             "recognition_weight": self.recognition_weight,
             "fixation_weight": self.fixation_weight,
+            "fixation_reward": self.fixation_reward,
             "data_format": self.data_format,
             "seed": self.seed,
             "name": self.name,
@@ -378,6 +389,8 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         self.found_scores.build((None, self.glimpse_units))
         self.core_cell.build((None, self.glimpse_units))
         self.baseline_net.build((None, self.core_units))
+        if self.fixation_reward == "hits":
+            self.fixation_baseline_net.build((None, self.core_units))
         self.built = True
 
     # Input checks ----------------------------------------------------------------
@@ -472,12 +485,14 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         h = ops.zeros((batch, self.core_units), self.compute_dtype)
         state = [h, h]
         out = {k: [] for k in ("means", "locations", "found_logits", "found",
-                               "baselines", "glimpses")}
+                               "baselines", "fixation_baselines", "glimpses")}
         for t in range(self.num_fixations):
             mean, location = self.location_policy(h, sample=sample)
             if locations is not None:
                 location = locations[:, t]
             out["baselines"].append(self.baseline_net(h))
+            if self.fixation_reward == "hits":
+                out["fixation_baselines"].append(self.fixation_baseline_net(h))
             glimpse = self.sensor([scenes, location])
             if return_glimpses:
                 out["glimpses"].append(glimpse)
@@ -492,8 +507,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             out["locations"].append(location)
             out["found_logits"].append(logits)
             out["found"].append(found)
-        if not return_glimpses:
-            del out["glimpses"]
+        out = {k: v for k, v in out.items() if v}
         return {k: ops.stack(v, axis=1) for k, v in out.items()}
 
     def call(self, inputs, training=None):
@@ -535,13 +549,25 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         if "baselines" not in y_pred:  # evaluate(): the greedy search's negative return
             return weighted_mean(-episode_return, sample_weight)
         returns = returns_to_go(rewards)
-        log_probs = alive * (self.fixation_weight * self.location_policy.log_prob(
+        fixation_log_probs = alive * self.fixation_weight * self.location_policy.log_prob(
             y_pred["means"], y_pred["locations"])
-            + self.found_policy.log_prob(y_pred["found_logits"], y_pred["found"]))
+        found_log_probs = alive * self.found_policy.log_prob(y_pred["found_logits"],
+                                                             y_pred["found"])
         baselines = y_pred["baselines"]
-        policy_loss = reinforce_loss(returns, log_probs, baselines, sample_weight)
-        value_loss = baseline_loss(returns * alive, baselines * alive, sample_weight)
-        loss = policy_loss + value_loss
+        if self.fixation_reward == "return":
+            loss = reinforce_loss(returns, fixation_log_probs + found_log_probs, baselines,
+                                  sample_weight)
+        else:  # the fixations learn from the hit reward and the fixation cost only
+            first_hit = hits * ops.cast(ops.cumsum(hits, axis=1) - hits < 0.5, "float32")
+            fixation_returns = returns_to_go(
+                alive * (self.hit_reward * first_hit - self.fixation_cost))
+            fixation_baselines = y_pred["fixation_baselines"]
+            loss = (reinforce_loss(fixation_returns, fixation_log_probs, fixation_baselines,
+                                   sample_weight)
+                    + reinforce_loss(returns, found_log_probs, baselines, sample_weight)
+                    + baseline_loss(fixation_returns * alive, fixation_baselines * alive,
+                                    sample_weight))
+        loss = loss + baseline_loss(returns * alive, baselines * alive, sample_weight)
         if self.entropy_weight:
             entropy = ops.sum(alive * self.found_policy.entropy(y_pred["found_logits"]), 1)
             loss = loss - self.entropy_weight * weighted_mean(entropy, sample_weight)

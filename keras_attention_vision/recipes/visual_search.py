@@ -42,6 +42,9 @@ def add_arguments(parser):
                         help="reward for the first fixation on the target (shaping)")
     parser.add_argument("--no-hit-reward", action="store_true",
                         help="the issue's rewards only (hit reward 0)")
+    parser.add_argument("--fixation-reward", choices=["hits", "return"], default="hits",
+                        help="what the fixation policy learns from: the hit reward and "
+                        "the fixation cost (hits, default) or the full return")
     parser.add_argument("--entropy-weight", type=float, default=0.001,
                         help="entropy bonus of the found decision")
     parser.add_argument("--recognition-weight", type=float, default=2.0,
@@ -113,6 +116,7 @@ def run(args, epochs, verbose=True):
         num_fixations=args.fixations, std=args.std, fixation_cost=args.fixation_cost,
         false_found_penalty=args.false_found_penalty,
         hit_reward=0.0 if args.no_hit_reward else args.hit_reward,
+        fixation_reward=args.fixation_reward,
         entropy_weight=args.entropy_weight, recognition_weight=recognition,
         core_units=args.core_units, data_format="channels_last", seed=args.seed,
         initial_found_probability=args.initial_found_probability)

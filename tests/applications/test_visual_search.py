@@ -90,7 +90,21 @@ def _np_loss(o, boxes, config, probes, weights=None):
     z, f = o["found_logits"], o["found"]
     log_bern = -f * _np_softplus(-z) - (1 - f) * _np_softplus(z)
     log_pi = alive * (config["fixation_weight"] * log_gauss + log_bern)
-    policy = -np.sum((returns - o["baselines"]) * log_pi, 1)
+    if config.get("fixation_reward", "return") == "return":
+        policy = -np.sum((returns - o["baselines"]) * log_pi, 1)
+    else:  # fixations: first hit and fixation cost only, their own baseline
+        first = np.zeros_like(hits)
+        for i in range(b):
+            hit_steps = np.flatnonzero(hits[i])
+            if len(hit_steps):
+                first[i, hit_steps[0]] = 1.0
+        fixation_rewards = alive * (config["hit_reward"] * first - config["fixation_cost"])
+        fixation_returns = np.cumsum(fixation_rewards[:, ::-1], 1)[:, ::-1]
+        fb = o["fixation_baselines"]
+        policy = (-np.sum((fixation_returns - fb) * alive * config["fixation_weight"]
+                          * log_gauss, 1)
+                  - np.sum((returns - o["baselines"]) * alive * log_bern, 1)
+                  + np.mean((alive * fb - alive * fixation_returns) ** 2, 1))
     value = np.mean((alive * o["baselines"] - alive * returns) ** 2, 1)
     p = 1 / (1 + np.exp(-z))
     entropy = np.sum(alive * -(p * np.log(p) + (1 - p) * np.log(1 - p)), 1)
@@ -151,6 +165,23 @@ class VisualSearchAgentTest(testing.TestCase):
             weighted = float(model.compute_loss((scenes, targets), boxes, out,
                                                 sample_weight=w))
             self.assertAllClose(weighted, expected, atol=1e-4, rtol=1e-4)
+
+    def test_loss_with_hit_rewarded_fixations_matches_numpy(self):
+        scenes, targets, boxes = _data(8)
+        config = {**TINY, "fixation_reward": "hits", "hit_reward": 0.6}
+        model = VisualSearchAgent(**config, seed=8)
+        model((scenes, targets))
+        testing.perturb_weights(model)
+        out = model((scenes, targets), training=True)
+        o = {k: np.asarray(v, "float64") for k, v in testing.to_numpy(out).items()}
+        probes = (np.linspace(-1, 1, 8), np.linspace(2, -2, 8))
+        model.recognition_probes = lambda *args: (
+            keras.ops.convert_to_tensor(probes[0], "float32"),
+            keras.ops.convert_to_tensor(probes[1], "float32"), None, None)
+        weights = np.array([1, 2, 0, 1, 1, 0.5, 1, 1], "float32")
+        loss = float(model.compute_loss((scenes, targets), boxes, out, sample_weight=weights))
+        self.assertAllClose(loss, _np_loss(o, boxes, config, probes, weights), atol=1e-4,
+                            rtol=1e-4)
 
     def test_recognition_probes_look_inside_the_target_box(self):
         scenes, targets, boxes = _data(8)
@@ -302,6 +333,7 @@ def test_raster_scan_fixates_every_digit_of_a_100x100_scene():
     ({"input_shape": (28, 28)}, r"input_shape=\(28, 28\)"),
     ({"fixation_cost": -0.1}, "fixation_cost=-0.1"),
     ({"initial_found_probability": 1.0}, "initial_found_probability=1.0"),
+    ({"fixation_reward": "found"}, "fixation_reward='found'"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

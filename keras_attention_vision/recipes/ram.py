@@ -197,7 +197,14 @@ def _overrides(args):
 def _load(args):
     """The model of `--weights` (default `ram_<preset>`) and its preset record."""
     from keras_attention_vision.applications import RecurrentAttentionModel
+    from keras_attention_vision.distributions import UnsupportedBackendError
     from keras_attention_vision.recipes import _weights
+    from keras_attention_vision.reinforce import require_reinforce_backend
+
+    try:  # on PyTorch: one line and exit status 2 from `kav`, not a traceback
+        require_reinforce_backend()
+    except UnsupportedBackendError as error:
+        raise ValueError(str(error)) from error
 
     def build():
         return RecurrentAttentionModel.from_preset(args.preset, **_overrides(args))

@@ -1,10 +1,12 @@
 """Visual search: the learned agent's inference cost against the raster scan.
 
-Claim checked: the learned fixation policy costs no more per fixation than
-following a fixed raster scan with the same fovea and the same "found"
-decision (the policy head is one small dense layer per fixation), so the
-search's cost is set by the number of fixations it needs, and the agent's
-saving over the raster scan is the ratio of those counts.
+Question measured: does the learned fixation policy cost more per fixation
+than following a fixed raster scan with the same fovea and the same "found"
+decision? The policy head is one small dense layer per fixation, but each
+fixation of the agent depends on what the previous one saw, while the
+raster scan's fixations are known in advance (the compiled search can read
+all its glimpses at once). The cost of a search that stops at "found" is
+then the time per fixation times the fixations it makes.
 
 Measured in one run, on the active backend (TensorFlow or JAX), with paired
 alternating rounds (`_timing.paired_ratio`):

@@ -86,8 +86,10 @@ def _save_titled_grid(grid, path, title, row_labels, height, padding):
     else:
         ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=9)
+        import textwrap
+
+        ax.set_title(textwrap.fill(title, max(30, int(cols / 6))), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # row labels and title included
     plt.close(fig)
     return path

@@ -193,6 +193,10 @@ def build_parser():
     demo.add_argument("--only", nargs="+", choices=list(recipes), default=None,
                       metavar="RECIPE",
                       help=f"run these recipes only (from: {', '.join(recipes)})")
+    demo.add_argument("--no-presets", action="store_true",
+                      help="skip the shipped presets' scores and pictures (by default "
+                      "each recipe's preset is evaluated and pictured before its short "
+                      "training)")
     for step in STEPS:
         _recipe_parsers(subparsers, step, recipes)
     bench = subparsers.add_parser(
@@ -229,8 +233,11 @@ def _run_demo(args, recipes):
               flush=True)
         sub = _sub_args(args, recipes[name], name)
         begin = time.perf_counter()
-        out = recipes[name].demo(sub)
-        results[name] = {"figures": dict(out or {}), "seconds": time.perf_counter() - begin,
+        figures = {}
+        if not args.no_presets:
+            figures.update(_demo_preset(args, recipes[name], name))
+        figures.update(recipes[name].demo(sub) or {})
+        results[name] = {"figures": figures, "seconds": time.perf_counter() - begin,
                          "output_dir": sub.output_dir, "help": recipes[name].HELP,
                          "units": getattr(recipes[name], "UNITS", {})}
     total = time.perf_counter() - start
@@ -241,6 +248,34 @@ def _run_demo(args, recipes):
     print(f"Results and pictures are in {os.path.abspath(args.output_dir)}; "
           f"report: {os.path.abspath(index)}")
     return 0
+
+
+def _demo_preset(args, module, name):
+    """Scores and pictures of the recipe's shipped preset, for `kav demo`.
+
+    Runs the recipe's `evaluate` and `visualize` steps on its default preset
+    (`--weights` not given) into `OUTPUT/NAME/preset/`; returns the figures
+    with a `preset_` prefix (the preset's name under `preset`), or `{}` when
+    the recipe has no such steps or its preset does not ship.
+    """
+    from keras_attention_vision import presets
+
+    if not (hasattr(module, "evaluate") and hasattr(module, "visualize")):
+        return {}
+    sub = _sub_args(args, module, name)
+    preset = getattr(sub, "default_preset", None)
+    if preset is None or preset not in presets.available_presets():
+        print(f"{name}: no shipped preset to show (trained in the demo only)", flush=True)
+        return {}
+    print(f"{name}: the shipped preset {preset!r}: scores and pictures", flush=True)
+    sub.output_dir = os.path.join(args.output_dir, name, "preset")
+    os.makedirs(sub.output_dir, exist_ok=True)
+    figures = dict(module.evaluate(sub) or {})
+    module.visualize(sub)
+    shown = {"preset": preset}
+    shown.update({f"preset_{key}": value for key, value in figures.items()
+                  if key not in ("weights", "preset")})
+    return shown
 
 
 def _sub_args(args, module, name):

@@ -15,6 +15,8 @@ import datetime
 import html
 import os
 
+#: Prefix of the figures `kav demo` measures on a recipe's shipped preset.
+PRESET_PREFIX = "preset_"
 #: Keys whose values are percentages already (the RAM recipe reports errors in %).
 PERCENT_KEYS = ("test_error_m", "paper_error")
 #: Key parts of rates reported as fractions in [0, 1]: shown in percent.
@@ -32,7 +34,13 @@ KEY_UNITS = {
 
 
 def unit_of(key, units=None):
-    """The unit of figure `key`: a recipe's `UNITS` entry, else by the key's name."""
+    """The unit of figure `key`: a recipe's `UNITS` entry, else by the key's name.
+
+    A `preset_` prefix (the demo's scores of a shipped preset) keeps the
+    unit of the figure it prefixes.
+    """
+    if key.startswith(PRESET_PREFIX):
+        key = key[len(PRESET_PREFIX):]
     if units and key in units:
         return units[key]
     if key in KEY_UNITS:

@@ -380,3 +380,54 @@ def test_value_error_in_a_recipe_is_one_line(tmp_path, capsys, fake_recipe):
     err = capsys.readouterr().err
     assert err.startswith("kav train fake: error: query_shape must divide")
     assert len(err.splitlines()) == 1
+
+
+@pytest.fixture
+def fake_recipe_with_preset(fake_recipe):
+    """The fake recipe with `--weights` (default preset `pixelcnn_mnist`, which ships)."""
+    from keras_attention_vision.recipes._weights import add_weights_argument
+
+    calls = []
+    original = fake_recipe.add_arguments
+
+    def add_arguments(parser):
+        original(parser)
+        add_weights_argument(parser, fake_recipe.default_preset)
+
+    def evaluate(args):
+        calls.append(("evaluate", args.weights, args.output_dir))
+        return {"weights": args.default_preset, "test_error_m1": 3.3}
+
+    def visualize(args):
+        calls.append(("visualize", args.weights, args.output_dir))
+        open(os.path.join(args.output_dir, "preset_samples.png"), "wb").close()
+
+    fake_recipe.default_preset = "pixelcnn_mnist"
+    fake_recipe.add_arguments, fake_recipe.evaluate = add_arguments, evaluate
+    fake_recipe.visualize, fake_recipe.calls = visualize, calls
+    return fake_recipe
+
+
+def test_demo_shows_the_shipped_preset(tmp_path, capsys, fake_recipe_with_preset):
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--only", "fake", "--output-dir", str(out)]) == 0
+    preset_dir = str(out / "fake" / "preset")
+    # evaluate and visualize on the default preset (no --weights), into fake/preset
+    assert fake_recipe_with_preset.calls == [("evaluate", None, preset_dir),
+                                             ("visualize", None, preset_dir)]
+    printed = capsys.readouterr().out
+    assert "preset pixelcnn_mnist" in printed
+    assert "preset_test_error_m1 3.30%" in printed  # the unit of the unprefixed key
+    assert "test_error 12.5%" in printed            # and the short training still runs
+    assert "fake/preset/preset_samples.png" in (out / "index.html").read_text()
+
+
+def test_demo_without_presets_or_without_a_shipped_one(tmp_path, capsys,
+                                                       fake_recipe_with_preset):
+    assert cli.main(["demo", "--only", "fake", "--no-presets",
+                     "--output-dir", str(tmp_path / "a")]) == 0
+    assert fake_recipe_with_preset.calls == []
+    fake_recipe_with_preset.default_preset = "no_such_preset"
+    assert cli.main(["demo", "--only", "fake", "--output-dir", str(tmp_path / "b")]) == 0
+    assert fake_recipe_with_preset.calls == []
+    assert "no shipped preset to show" in capsys.readouterr().out

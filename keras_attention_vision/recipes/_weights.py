@@ -12,7 +12,12 @@ import textwrap
 
 
 def add_weights_argument(parser, default):
-    """Adds `--weights` (used by `evaluate` and `visualize`; `train` ignores it)."""
+    """Adds `--weights` (used by `evaluate` and `visualize`; `train` ignores it).
+
+    The recipe's default preset is also kept as `args.default_preset`
+    (`kav demo` evaluates and pictures it when it ships).
+    """
+    parser.set_defaults(default_preset=default)
     parser.add_argument(
         "--weights", default=None,
         help=f"evaluate/visualize: a preset name or a .weights.h5 file (default: the "

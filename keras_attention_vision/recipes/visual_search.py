@@ -55,7 +55,9 @@ def add_arguments(parser):
     parser.add_argument("--warmup-epochs", type=int, default=None,
                         help="first epochs in which the fixation policy is not trained "
                         "(the found decision learns first; default: a quarter)")
-    parser.add_argument("--initial-found-probability", type=float, default=0.01)
+    parser.add_argument("--initial-found-probability", type=float, default=0.01,
+                        help="P(found) of the stop policy at the start of training, "
+                        "in (0, 1) (default: 0.01)")
     parser.add_argument("--core-units", type=int, default=128)
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--jit-compile", action="store_true",

@@ -269,6 +269,56 @@ class SAGAN(SeedStateMixin, InputsOnlyFitMixin, keras.Model):
         g_loss = hinge_generator_loss(fake_scores_g, sample_weight)
         return d_loss + g_loss
 
+    if keras.backend.backend() == "jax":
+        def train_step(self, state, data):
+            """JAX: the spectral normalisation's kernel updates, kept as elsewhere.
+
+            `keras.layers.SpectralNormalization` normalises its kernel (a
+            trainable variable) by assigning it in place when called with
+            `training=True`. TensorFlow and PyTorch keep the assignment: the
+            step's gradient is taken at the normalised kernel and applied to
+            it, so the stored kernel has spectral norm ~1 and the
+            `training=False` calls (the discriminator's in `compute_loss`,
+            `generate`, inference) use it. JAX's stateless step returns only
+            the non-trainable variables, so the assignment was lost: the
+            kernels were never normalised and the networks that `generate`
+            ran were not the ones trained (noise, where TensorFlow gave
+            digits). Here the normalisation is done first, from the step's
+            state (one power iteration per layer, as the layer's own call
+            does), written into the state, and the layers' call then leaves
+            the kernels as they are during Keras's step.
+            """
+            trainable, non_trainable, optimizer_vars, metrics_vars = state
+            trainable, non_trainable = list(trainable), list(non_trainable)
+            where = {id(v): ("t", i) for i, v in enumerate(self.trainable_variables)}
+            where.update({id(v): ("n", i)
+                          for i, v in enumerate(self.non_trainable_variables)})
+            values = {"t": trainable, "n": non_trainable}
+            layers = [layer for layer in self._flatten_layers()
+                      if isinstance(layer, keras.layers.SpectralNormalization)]
+            mapping = list(zip(self.trainable_variables, trainable)) + list(
+                zip(self.non_trainable_variables, non_trainable))
+            updates = []
+            with keras.StatelessScope(state_mapping=mapping):
+                for layer in layers:  # as SpectralNormalization.call(training=True)
+                    u, kernel = ops.cond(ops.all(ops.equal(layer.kernel.value, 0)),
+                                         lambda la=layer: (la.vector_u.value,
+                                                           la.kernel.value),
+                                         layer.normalized_weights)
+                    updates += [(layer.vector_u, u), (layer.kernel, kernel)]
+            for variable, value in updates:
+                kind, i = where[id(variable)]
+                values[kind][i] = value
+            state = (trainable, non_trainable, optimizer_vars, metrics_vars)
+            for layer in layers:  # normalised above: the step's calls keep it
+                layer.normalized_weights = (
+                    lambda la=layer: (la.vector_u.value, la.kernel.value))
+            try:
+                return super().train_step(state, data)
+            finally:
+                for layer in layers:
+                    del layer.normalized_weights
+
     def generate(self, num_images, seed=None):
         """Samples `num_images` images (NumPy, in `[-1, 1]`)."""
         z = keras.random.normal((num_images, self.latent_dim), seed=seed)

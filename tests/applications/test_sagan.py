@@ -175,3 +175,38 @@ class SAGANTest(testing.TestCase):
             model.fit(images[:4], batch_size=4, epochs=1, verbose=0, shuffle=False)
         for a, b in zip(_numpy(gan.weights), _numpy(loaded.weights)):
             np.testing.assert_allclose(b, a, atol=1e-6, rtol=1e-6)
+
+    def test_training_step_keeps_the_spectrally_normalised_kernels(self):
+        # Regression (JAX): SpectralNormalization normalises its kernel by
+        # assigning it in the training call; JAX's stateless step dropped that
+        # assignment, so the kernels were never normalised and generate() ran
+        # other networks than the trained ones (noise). With a learning rate
+        # of 0 the step must leave every kernel at one power iteration of the
+        # paper's normalisation, computed here in NumPy from the state before.
+        gan = _small_gan()
+        images = _images(4)
+        gan(images)
+        gan.generator(np.zeros((1, 8), "float32"))
+        gan.compile(optimizer=keras.optimizers.SGD(0.0))
+        layers = [la for la in gan._flatten_layers()
+                  if isinstance(la, keras.layers.SpectralNormalization)]
+        self.assertEqual(len(layers), 2 * 4 + 4 + 4)  # 4 per attention block
+        expected = []  # (the two networks have layers of the same name)
+        for layer in layers:
+            kernel = np.array(ops.convert_to_numpy(layer.kernel), "float64")
+            w = kernel.reshape(-1, kernel.shape[-1])
+            u = np.array(ops.convert_to_numpy(layer.vector_u), "float64")
+            v = u @ w.T
+            v /= np.linalg.norm(v)
+            u = v @ w
+            u /= np.linalg.norm(u)
+            sigma = (v @ w @ u.T).item()
+            expected.append((kernel / sigma, u, sigma))
+        # not normalised yet: the step has something to change
+        self.assertGreater(max(abs(e[2] - 1.0) for e in expected), 0.1)
+        gan.fit(images, batch_size=4, epochs=1, verbose=0, shuffle=False)
+        for layer, (kernel, u, _) in zip(layers, expected):
+            self.assertAllClose(ops.convert_to_numpy(layer.kernel), kernel, atol=1e-5,
+                                rtol=1e-4, msg=layer.path)
+            self.assertAllClose(ops.convert_to_numpy(layer.vector_u), u, atol=1e-5,
+                                rtol=1e-4, msg=layer.path)

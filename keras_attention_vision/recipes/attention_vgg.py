@@ -63,6 +63,9 @@ def add_arguments(parser):
                         help="FGSM step sizes (images in [0, 1])")
     parser.add_argument("--map-examples", type=int, default=6,
                         help="test canvases shown in maps.png")
+    parser.add_argument("--only", choices=[key for key, _ in MODELS], default=None,
+                        help="train and score only this model (default: both); each "
+                             "trained model's weights are written as MODEL.weights.h5")
     from keras_attention_vision.recipes._weights import add_weights_argument
 
     add_weights_argument(parser, "attention_vgg_cluttered_mnist")
@@ -141,11 +144,13 @@ def evaluate_models(attention, plain, data, args):
     from keras_attention_vision.applications import attention_maps_model
 
     _, (x, y, boxes) = data
-    results, maps, models = {}, {}, dict(zip((k for k, _ in MODELS), (attention, plain)))
+    results, maps = {}, {}
+    models = {k: m for k, m in zip((k for k, _ in MODELS), (attention, plain)) if m is not None}
     for key, model in models.items():
         pred = model.predict(x, batch_size=256, verbose=0).argmax(-1)
         results[key] = {"test_error": float(np.mean(pred != y)), "maps": {}}
-    attention_maps = attention_maps_model(attention).predict(x, batch_size=256, verbose=0)
+    attention_maps = ([] if attention is None else
+                      attention_maps_model(attention).predict(x, batch_size=256, verbose=0))
     for layer, layer_maps in zip(ATTENDED, attention_maps):
         results["vgg_att3_concat_pc"]["maps"][f"attention_layer{layer}"] = _scores(
             layer_maps, boxes, args)
@@ -154,6 +159,8 @@ def evaluate_models(attention, plain, data, args):
         from keras_attention_vision.visualization.gradcam import explanation_maps
 
         for key, short in (("vgg_att3_concat_pc", "att3"), ("vgg", "VGG")):
+            if key not in models:
+                continue
             for method in args.explanations:
                 layer = None if method == "saliency" else "block5_conv3"
                 start = time.perf_counter()
@@ -175,7 +182,7 @@ def evaluate_models(attention, plain, data, args):
 
 
 def _table(results, setting):
-    names = dict(MODELS)
+    names = {key: name for key, name in MODELS if key in results}
     lines = [f"Setting: {setting}", "",
              "| model | test error | train time (s) |", "|---|---|---|"]
     for key, name in names.items():
@@ -189,7 +196,7 @@ def _table(results, setting):
                      if method.startswith("attention") else EXPLANATION_NAMES[method])
             lines.append(f"| {name} | {label} | {scores['pointing_game']:.3f} | "
                          f"{scores['iou']:.3f} |")
-    epsilons = list(results[MODELS[0][0]]["fgsm_error"])
+    epsilons = list(results[next(iter(names))]["fgsm_error"])
     if epsilons:
         lines += ["", "Test error under FGSM (L-infinity step epsilon, images in [0, 1]):", "",
                   "| model | " + " | ".join(f"eps {e}" for e in epsilons) + " |",
@@ -207,6 +214,8 @@ def _figures(results):
     """The flat headline figures `train`/`demo` return (documented keys)."""
     figures = {}
     for key, _ in MODELS:
+        if key not in results:
+            continue  # --only the other model
         row = results[key]
         figures[f"{key}_test_error"] = row["test_error"]
         figures[f"{key}_train_seconds"] = row["train_seconds"]
@@ -240,8 +249,17 @@ def train(args):
     attention, plain = build_models(args)
     print(f"[attention-vgg] {attention.name}: {attention.count_params():,} parameters; "
           f"plain VGG: {plain.count_params():,}", flush=True)
-    fits = {key: _fit(model, data, args)
-            for (key, _), model in zip(MODELS, (attention, plain))}
+    only = getattr(args, "only", None)
+    if only == "vgg":
+        attention = None
+    elif only == "vgg_att3_concat_pc":
+        plain = None
+    trained = {key: model for (key, _), model in zip(MODELS, (attention, plain))
+               if model is not None}
+    fits = {}
+    for key, model in trained.items():
+        fits[key] = _fit(model, data, args)
+        model.save_weights(os.path.join(args.output_dir, f"{key}.weights.h5"))
     results, maps = evaluate_models(attention, plain, data, args)
     for key, (seconds, history) in fits.items():
         results[key]["train_seconds"] = round(seconds, 1)
@@ -261,11 +279,12 @@ def train(args):
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     n = min(args.map_examples, len(x))
-    if n:
+    if n and maps:
         pred = {key: model.predict(x[:n], verbose=0).argmax(-1)
-                for (key, _), model in zip(MODELS, (attention, plain))}
-        titles = [f"label {y[i]}; att3: {pred['vgg_att3_concat_pc'][i]}, "
-                  f"VGG: {pred['vgg'][i]}" for i in range(n)]
+                for key, model in trained.items()}
+        short = {"vgg_att3_concat_pc": "att3", "vgg": "VGG"}
+        titles = [f"label {y[i]}; " + ", ".join(f"{short[k]}: {p[i]}" for k, p in pred.items())
+                  for i in range(n)]
         save_attention_overlays(
             x[:n], [m[:n] for m in maps.values()], os.path.join(args.output_dir, "maps.png"),
             map_names=list(maps), titles=titles, boxes=boxes[:n],

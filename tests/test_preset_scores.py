@@ -24,7 +24,7 @@ RECIPE = {"RecurrentAttentionModel": "ram", "PixelCNN": "pixelcnn",
 def test_presets_ship_with_hash_config_and_card():
     assert {"ram_mnist", "ram_translated", "pixelcnn_mnist",
             "non_local_resnet_cluttered_mnist", "sagan_generator_mnist",
-            "attention_vgg_cluttered_mnist"} <= set(SHIPPED)
+            "attention_vgg_cluttered_mnist", "image_transformer_mnist"} <= set(SHIPPED)
     total = 0
     for name, info in SHIPPED.items():
         path = presets.PRESETS_DIR / info["weights_file"]

@@ -56,6 +56,10 @@ def add_arguments(parser):
     parser.add_argument("--num-completions", type=int, default=8)
     parser.add_argument("--no-super-resolution", action="store_true",
                         help="skip the 7x7 -> 28x28 super-resolution model")
+    parser.add_argument("--only", default=None,
+                        help="train only this model of the comparison: 1d or "
+                             "2d_flangeF for F in --flanges (default: all of them); "
+                             "each trained model's weights are written as NAME.weights.h5")
     from keras_attention_vision.recipes._weights import add_weights_argument
 
     add_weights_argument(parser, "image_transformer_mnist")
@@ -156,6 +160,7 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
         model = ImageTransformer(**common, **config)
         before = model.bits_per_dim(x_test[:100])  # 100 test digits
         seconds, history = _fit(model, x_train, args, epochs, learning_rate, name)
+        model.save_weights(os.path.join(args.output_dir, f"{name}.weights.h5"))
         bpd = model.bits_per_dim(x_test)
         memory = int(np.prod(model.attentions[0].memory_extent))
         figures[f"{name}_test_bits_per_dim"] = round(bpd, 4)
@@ -288,7 +293,13 @@ def visualize(args):
 
 
 def train(args):
-    return run(args, args.epochs, args.train_size, model_configs(args),
+    configs = model_configs(args)
+    if args.only is not None:
+        if args.only not in configs:
+            raise ValueError(f"--only must be one of {sorted(configs)} (the flanges come "
+                             f"from --flanges). Received: --only {args.only}")
+        configs = {args.only: configs[args.only]}
+    return run(args, args.epochs, args.train_size, configs,
                not args.no_super_resolution, args.num_completions, args.learning_rate)
 
 

@@ -107,7 +107,8 @@ class ShowAttendTell(keras.Model):
 
     Args:
         vocabulary: a list of words; the special tokens are put first when
-            missing.
+            missing. `None` only with `weights=` a preset name (its recorded
+            vocabulary is used); otherwise a `ValueError`.
         input_shape: image shape `(H, W, C)` (or `(C, H, W)` for
             channels_first).
         encoder: a Keras model or layer from images (in `data_format`) to a
@@ -166,7 +167,7 @@ class ShowAttendTell(keras.Model):
     ```
     """
 
-    def __init__(self, vocabulary, input_shape=(32, 32, 3), encoder=None,
+    def __init__(self, vocabulary=None, input_shape=(32, 32, 3), encoder=None,
                  encoder_filters=(32, 64, 64), coordinates=True, embedding_dim=64,
                  units=128, attention_units=64, attention="soft", use_gate=True,
                  attention_regularization=1.0, reward_weight=0.1, entropy_weight=0.002,
@@ -176,6 +177,8 @@ class ShowAttendTell(keras.Model):
         if check_choice("attention", attention, ("soft", "hard")) == "hard":
             require_reinforce_backend()
         check_weights_argument(weights, "ShowAttendTell")
+        if vocabulary is None:
+            vocabulary = self._preset_vocabulary(weights)
         super().__init__(name=name, **kwargs)
         self.attention_mode = attention
         self.vocabulary = tuple(self._check_vocabulary(vocabulary))
@@ -236,6 +239,21 @@ class ShowAttendTell(keras.Model):
             load_application_weights(self, weights, "ShowAttendTell", self.get_config())
 
     # Configuration ------------------------------------------------------------------
+
+    @staticmethod
+    def _preset_vocabulary(weights):
+        """The vocabulary recorded with preset `weights`; a clear error otherwise."""
+        from keras_attention_vision import presets
+
+        if isinstance(weights, str) and presets.is_preset_name(weights):
+            config = presets.preset_config(weights)
+            if config.get("vocabulary"):
+                return list(config["vocabulary"])
+        raise ValueError(
+            "`vocabulary` is required: the list of caption words (see "
+            "`build_vocabulary`), unless `weights` names a preset, whose vocabulary is "
+            "used. For a preset, `keras_attention_vision.presets.load_preset(name)` "
+            f"builds the whole model. Received: vocabulary=None, weights={weights!r}")
 
     @staticmethod
     def _check_vocabulary(vocabulary):

@@ -240,3 +240,12 @@ class HardAttentionTest(testing.TestCase):
         assert float(testing.to_numpy(model.baseline.value)) < 0  # a log-likelihood
         out = model.generate(_images(), beam_width=2)
         assert len(out["captions"]) == 3
+
+
+def test_missing_vocabulary_is_a_clear_error():
+    from keras_attention_vision.applications import ShowAttendTell
+
+    with pytest.raises(ValueError, match=r"`vocabulary` is required.*weights=None"):
+        ShowAttendTell()
+    with pytest.raises(ValueError, match="weights='model.weights.h5'"):
+        ShowAttendTell(weights="model.weights.h5")

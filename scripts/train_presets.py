@@ -116,6 +116,33 @@ PRESETS = {
         "score_text": "bits/dim (negative log-likelihood / (784 ln 2)) of the 1,000 "
                       "8-bit test digits",
     },
+    "visual_search_agent_mnist": {
+        "backend": "jax",
+        "recipe": "visual-search",
+        "train": [],  # the recipe's defaults: 80 epochs of 4,000 fresh scenes
+        "data": "100x100 scenes of 3-6 non-overlapping digits of " + EMBEDDED
+                + "; a quarter of the scenes without the target; training scenes "
+                "redrawn every epoch, 1,000 test scenes of the test digits (seed 10,000)",
+        "summary": "100x100 scenes of 3-6 MNIST digits, find the named digit in K=10 "
+                   "fixations (8x8 fovea, 4 scales)",
+        "recipe_args": {"seed": 0, "test_scenes": 1000, "absent_fraction": 0.25},
+        "score": "agent_success_within_k",
+        "score_text": "share of the 1,000 test scenes answered correctly within K=10 "
+                      "fixations (target found where present, given up where absent)",
+    },
+    "show_attend_tell_shapes": {
+        "backend": "jax",
+        "recipe": "show-attend-tell",
+        "train": ["--attention", "soft", "--units", "32", "--epochs", "3"],
+        "data": "shapes-captions 32x32 (generated: 1-3 coloured shapes per image, 4 "
+                "reference captions each), 2,000 train / 300 test images",
+        "summary": "shapes-captions 32x32, soft attention, LSTM 32 units (short run)",
+        "recipe_args": {"seed": 0, "test_images": 300, "beam_width": 3},
+        "score": "bleu4",
+        "score_text": "corpus BLEU-4 of the beam-search captions (beam 3) of the 300 test "
+                      "images against their 4 references (a short run: the recipe's "
+                      "default is 8 epochs at 128 units)",
+    },
 }
 
 
@@ -172,6 +199,13 @@ def _trained_model(name, spec, output_dir):
                   if k not in ("trainable", "dtype")}
         config["name"] = "show_attend_tell"
         return model, "ShowAttendTell", config
+    if spec["recipe"] == "visual-search":
+        model = keras.saving.load_model(os.path.join(folder, "visual_search_agent.keras"),
+                                        compile=False)
+        config = {k: v for k, v in model.get_config().items()
+                  if k not in ("trainable", "dtype")}
+        config["name"] = "visual_search_agent"
+        return model, "VisualSearchAgent", config
     if spec["recipe"] == "image-transformer":
         config = {"input_shape": (28, 28, 1), "attention": "2d", "num_layers": 2,
                   "hidden_size": 32, "num_heads": 4, "query_shape": (7, 7),
@@ -262,7 +296,7 @@ def presets_table(application=None):
 #: Files whose `<!-- presets-table [APPLICATION] -->` blocks `--tables` rewrites.
 TABLE_FILES = ("README.md", "docs/getting_started.md", "docs/ram.md", "docs/pixelcnn.md",
                "docs/non_local.md", "docs/attention_vgg.md", "docs/show_attend_tell.md",
-               "docs/image_transformer.md")
+               "docs/image_transformer.md", "docs/visual_search.md")
 
 
 def refresh_summaries():

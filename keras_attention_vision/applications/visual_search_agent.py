@@ -20,6 +20,7 @@ from keras_attention_vision.layers.validation import (
     check_positive_int,
 )
 from keras_attention_vision.losses import weighted_mean
+from keras_attention_vision.presets import check_weights_argument, load_application_weights
 from keras_attention_vision.reinforce import (
     BernoulliPolicy,
     GaussianLocationPolicy,
@@ -251,6 +252,9 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         data_format: `"channels_last"`, `"channels_first"` or `None`.
         seed: seed of the fixation and "found" sampling and of the probes.
         name: model name.
+        weights: `None` (random initialisation), a preset name (e.g.
+            `"visual_search_agent_mnist"`) or the path of a `.weights.h5`
+            file; the architecture arguments must match the preset's.
 
     Call arguments:
         inputs: `(scenes, targets)`: scenes `(B, H, W, C)` (or `(B, C, H,
@@ -286,8 +290,9 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
                  false_found_penalty=1.0, hit_reward=0.0, entropy_weight=0.01,
                  recognition_weight=0.0,
                  fixation_weight=1.0, fixation_reward="return", data_format=None, seed=None,
-                 name="visual_search_agent", **kwargs):
+                 name="visual_search_agent", weights=None, **kwargs):
         require_reinforce_backend()
+        check_weights_argument(weights, "VisualSearchAgent")
         super().__init__(name=name, **kwargs)
         if not isinstance(input_shape, (list, tuple)) or len(tuple(input_shape)) != 3:
             raise ValueError(
@@ -343,6 +348,9 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             self.fixation_baseline_net = LearnedBaseline(name="fixation_baseline")
         self.reward_tracker = keras.metrics.Mean(name="reward")
         self.success_tracker = keras.metrics.Mean(name="success")
+        if weights is not None:
+            self.build()
+            load_application_weights(self, weights, "VisualSearchAgent", self.get_config())
 
     # Keras model plumbing -------------------------------------------------------
 

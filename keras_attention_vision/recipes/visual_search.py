@@ -19,6 +19,8 @@ NAME = "visual-search"
 HELP = "Visual search agent (Minut & Mahadevan 2001): REINFORCE fixations find a digit"
 
 ROWS = (("agent", "policy"), ("random", "random"), ("raster", "raster"))
+#: The shipped preset `kav evaluate/visualize visual-search` use by default.
+PRESET = "visual_search_agent_mnist"
 
 
 def add_arguments(parser):
@@ -62,6 +64,9 @@ def add_arguments(parser):
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--jit-compile", action="store_true",
                         help="compile the train step with XLA on TensorFlow too")
+    from keras_attention_vision.recipes._weights import add_weights_argument
+
+    add_weights_argument(parser, PRESET)
 
 
 def _configure(seed):
@@ -107,8 +112,6 @@ def run(args, epochs, verbose=True):
 
     from keras_attention_vision.applications import VisualSearchAgent
     from keras_attention_vision.datasets import load_mnist
-    from keras_attention_vision.visualization.search_paths import plot_search_paths
-
     _configure(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
     (x_train, y_train), (x_test, y_test) = load_mnist("embedded", verbose=False)
@@ -168,31 +171,15 @@ def run(args, epochs, verbose=True):
                       f"({row['seconds']:.0f} s)", flush=True)
         checkpoint.save(epoch, {k: v[-1] for k, v in logs.items()}, extra={"rows": history})
     train_seconds = time.perf_counter() - start
-    rows, paths = {}, {}
-    for name, strategy in ROWS:
-        out = agent.search(test["scenes"], test["targets"], test["target_boxes"],
-                           strategy=strategy, seed=args.seed, return_paths=True)
-        paths[name] = (out.pop("locations"), out.pop("found"))
-        out.pop("hits")
-        rows[name] = out
+    rows, paths = search_rows(agent, test, args.seed)
     k = args.fixations
     table = format_table(rows, k)
     with open(os.path.join(args.output_dir, "table.md"), "w") as f:
         f.write(table + "\n")
     agent.save(os.path.join(args.output_dir, "visual_search_agent.keras"))
-    picture = plot_search_paths(
-        test["scenes"], test["targets"], test["target_boxes"], paths,
-        os.path.join(args.output_dir, "search_paths.png"),
-        fovea_size=agent.sensor.patch_size,
-        title=f"Fixation paths on test scenes (K={k}; green dashed: target box)")
+    picture = _picture(agent, test, paths, os.path.join(args.output_dir, "search_paths.png"))
     figures = {"backend": keras.backend.backend(), "epochs": epochs, "K_fixations": k,
-               "train_seconds": round(train_seconds, 1)}
-    for name, row in rows.items():
-        # fractions (kav's report shows success and found rates in percent)
-        figures[f"{name}_success_within_k"] = round(row["success_within_k"], 4)
-        figures[f"{name}_mean_fixations_to_find"] = round(row["mean_fixations_to_find"], 2)
-        figures[f"{name}_mean_fixations_present"] = round(row["mean_fixations_present"], 2)
-        figures[f"{name}_false_found_rate"] = round(row["false_found_rate"], 4)
+               "train_seconds": round(train_seconds, 1), **row_figures(rows)}
     figures["search_paths_png"] = picture
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump({"figures": figures, "rows": rows, "history": history,
@@ -201,6 +188,80 @@ def run(args, epochs, verbose=True):
     if verbose:
         print(table)
     return figures
+
+
+def search_rows(agent, test, seed):
+    """Greedy searches of the agent and of the baselines: `(rows, paths)`."""
+    rows, paths = {}, {}
+    for name, strategy in ROWS:
+        out = agent.search(test["scenes"], test["targets"], test["target_boxes"],
+                           strategy=strategy, seed=seed, return_paths=True)
+        paths[name] = (out.pop("locations"), out.pop("found"))
+        out.pop("hits")
+        rows[name] = out
+    return rows, paths
+
+
+def row_figures(rows):
+    """The flat figures of `search_rows` (rates as fractions: kav shows percent)."""
+    figures = {}
+    for name, row in rows.items():
+        figures[f"{name}_success_within_k"] = round(row["success_within_k"], 4)
+        figures[f"{name}_mean_fixations_to_find"] = round(row["mean_fixations_to_find"], 2)
+        figures[f"{name}_mean_fixations_present"] = round(row["mean_fixations_present"], 2)
+        figures[f"{name}_false_found_rate"] = round(row["false_found_rate"], 4)
+    return figures
+
+
+def _picture(agent, test, paths, path):
+    from keras_attention_vision.visualization.search_paths import plot_search_paths
+
+    k = agent.num_fixations
+    return plot_search_paths(
+        test["scenes"], test["targets"], test["target_boxes"], paths, path,
+        fovea_size=agent.sensor.patch_size,
+        title=f"Fixation paths on test scenes (K={k}; green dashed: target box)")
+
+
+def _load(args):
+    """The agent of `--weights` (a preset or a weights file), its test scenes, record."""
+    from keras_attention_vision.applications import VisualSearchAgent
+    from keras_attention_vision.datasets import load_mnist
+    from keras_attention_vision.recipes import _weights
+
+    def build():
+        return VisualSearchAgent(num_fixations=args.fixations, core_units=args.core_units,
+                                 data_format="channels_last", seed=args.seed)
+
+    agent, info = _weights.load(args, "VisualSearchAgent", PRESET, build)
+    _weights.recipe_args(args, info, ("seed", "test_scenes", "absent_fraction"))
+    _configure(args.seed)
+    _, (x_test, y_test) = load_mnist("embedded", verbose=False)
+    test = _scenes(args, x_test, y_test, args.test_scenes, 10_000 + args.seed)
+    return agent, test, info
+
+
+def evaluate(args):
+    """Success within K, fixations and false "found" rate of trained weights (and the
+    random and raster baselines with the same fovea) on the recipe's test scenes."""
+    from keras_attention_vision.recipes import _weights
+
+    agent, test, info = _load(args)
+    rows, _ = search_rows(agent, test, args.seed)
+    print(format_table(rows, agent.num_fixations))
+    figures = {"weights": args.weights or PRESET, **row_figures(rows)}
+    return _weights.compare(figures, info, "agent_success_within_k")
+
+
+def visualize(args):
+    """The fixation paths of trained weights and of the baselines on test scenes."""
+    agent, test, _ = _load(args)
+    os.makedirs(args.output_dir, exist_ok=True)
+    _, paths = search_rows(agent, test, args.seed)
+    picture = _picture(agent, test, paths, os.path.join(args.output_dir,
+                                                        "search_paths.png"))
+    print(f"visual-search: fixation paths written to {picture}")
+    return {"search_paths_png": picture}
 
 
 def train(args):

@@ -240,6 +240,7 @@ def _run_demo(args, recipes):
         results[name] = {"figures": figures, "seconds": time.perf_counter() - begin,
                          "output_dir": sub.output_dir, "help": recipes[name].HELP,
                          "units": getattr(recipes[name], "UNITS", {})}
+        _demo_progress(i, len(chosen), time.perf_counter() - start)
     total = time.perf_counter() - start
     print(f"\n=== kav demo: summary ({total / 60:.1f} min) ===")
     for name, result in results.items():
@@ -248,6 +249,14 @@ def _run_demo(args, recipes):
     print(f"Results and pictures are in {os.path.abspath(args.output_dir)}; "
           f"report: {os.path.abspath(index)}")
     return 0
+
+
+def _demo_progress(done, total, seconds, width=30):
+    """One progress-bar line of the demo: recipes done, elapsed time, estimate left."""
+    filled = round(width * done / total)
+    left = seconds / done * (total - done)
+    print(f"kav demo [{'=' * filled}{'.' * (width - filled)}] {done}/{total} recipes, "
+          f"{seconds / 60:.1f} min elapsed, about {left / 60:.1f} min left", flush=True)
 
 
 def _demo_preset(args, module, name):

@@ -419,6 +419,7 @@ def test_demo_shows_the_shipped_preset(tmp_path, capsys, fake_recipe_with_preset
     assert "preset pixelcnn_mnist" in printed
     assert "preset_test_error_m1 3.30%" in printed  # the unit of the unprefixed key
     assert "test_error 12.5%" in printed            # and the short training still runs
+    assert "kav demo [" in printed and "1/1 recipes" in printed  # the progress line
     assert "fake/preset/preset_samples.png" in (out / "index.html").read_text()
 
 

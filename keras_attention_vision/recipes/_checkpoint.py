@@ -68,13 +68,9 @@ def _write_json(path, data):
 
 
 def _sha256(path):
-    import hashlib
+    from keras_attention_vision.presets import sha256
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(path)
 
 
 def completed_epochs(directory):

@@ -25,6 +25,7 @@ import argparse
 import os
 import pathlib
 import runpy
+import shlex
 import sys
 import time
 
@@ -373,9 +374,18 @@ def _interrupted(args):
 
     done = ", ".join(f"{name}: {epochs} epoch{'s' * (epochs != 1)} done"
                      for name, epochs in progress(checkpoint_dir).items())
-    command = " ".join(["kav", *sys.argv[1:]]) if sys.argv[1:] else "the same command"
+    # The command that resumes: this one without --restart (which would delete
+    # the checkpoints), quoted for the shell.
+    resume = [a for a in sys.argv[1:] if a != "--restart"]
+    command = shlex.join(["kav", *resume]) if resume else "the same command"
     return (f"kav: interrupted; checkpoints ({done or 'no finished epoch yet'}) are in "
             f"{checkpoint_dir}. Run `{command}` again to resume.")
+
+
+def _unsupported_backend_error():
+    from keras_attention_vision.distributions import UnsupportedBackendError
+
+    return UnsupportedBackendError
 
 
 def main(argv=None):
@@ -403,10 +413,13 @@ def main(argv=None):
             from keras_attention_vision.distribution import run_distributed
 
             figures = run_distributed(getattr(module, args.command), args)
-        except ValueError as error:  # a value the recipe or a constructor rejects
+        except (ValueError, _unsupported_backend_error()) as error:
+            # a value the recipe or a constructor rejects, or a model the active
+            # backend cannot run (REINFORCE models on PyTorch)
             if os.environ.get("KAV_DEBUG"):
                 raise
-            print(f"kav {args.command} {args.recipe}: error: {error} (KAV_DEBUG=1 shows "
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            print(f"kav {args.command} {args.recipe}: error: {first} (KAV_DEBUG=1 shows "
                   "the traceback)", file=sys.stderr)
             return 2
         if args.command == "train":

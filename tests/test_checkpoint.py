@@ -123,6 +123,13 @@ def test_prepare_run_resumes_refuses_and_restarts(tmp_path):
     assert run["options"] == {"epochs": 3, "seed": 0} and not run["finished"]
     message = _checkpoint.prepare_run(args)
     assert message.startswith("kav train: resuming the run in")
+    # other options with no finished epoch: nothing to resume, a fresh start
+    fresh = _checkpoint.prepare_run(argparse.Namespace(**{**vars(args), "epochs": 5}))
+    assert "finished no epoch; starting afresh" in fresh
+    _checkpoint.prepare_run(args, restart=True)
+    model_dir = tmp_path / "out" / "checkpoints" / "model"
+    model_dir.mkdir()
+    (model_dir / _checkpoint.STATE_FILE).write_text('{"epoch": 1}')
     with pytest.raises(_checkpoint.RunStateError, match="--epochs 3"):
         _checkpoint.prepare_run(argparse.Namespace(**{**vars(args), "epochs": 5}))
     _checkpoint.finish_run(args)

@@ -1,5 +1,6 @@
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -303,6 +304,12 @@ def fake_recipe(monkeypatch):
             raise KeyboardInterrupt
         if module.behaviour == "bad value":
             raise ValueError("query_shape must divide the image. Received: query_shape=5")
+        if module.behaviour == "long error":
+            raise ValueError("A total of 22 objects could not be loaded.\n<layer 1>\n<layer 2>")
+        if module.behaviour == "backend":
+            from keras_attention_vision.distributions import UnsupportedBackendError
+
+            raise UnsupportedBackendError("REINFORCE models need TensorFlow or JAX.")
         with open(os.path.join(args.output_dir, "results.json"), "w") as f:
             f.write("{}")
         return {"test_error": 0.125, "test_bits_per_dim": 1.5, "train_seconds": 3.0}
@@ -344,10 +351,16 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, capsys, fake_recipe):
 
 
 def test_unfinished_run_with_other_options_is_refused(tmp_path, capsys, fake_recipe):
+    from keras_attention_vision.recipes import _checkpoint
+
     fake_recipe.behaviour = "interrupt"
     out = str(tmp_path / "out")
     assert cli.main(["train", "fake", "--output-dir", out]) == 130
     capsys.readouterr()
+    # as if interrupted after its first epoch: there is something to resume
+    with open(os.path.join(out, "fake", "checkpoints", "model",
+                           _checkpoint.STATE_FILE), "w") as f:
+        f.write('{"epoch": 1}')
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "fake", "--output-dir", out, "--epochs", "5"])
     assert exit_info.value.code == 2
@@ -432,3 +445,36 @@ def test_demo_without_presets_or_without_a_shipped_one(tmp_path, capsys,
     assert cli.main(["demo", "--only", "fake", "--output-dir", str(tmp_path / "b")]) == 0
     assert fake_recipe_with_preset.calls == []
     assert "no shipped preset to show" in capsys.readouterr().out
+
+
+def test_interrupt_hint_resumes_without_restart_and_quotes(tmp_path, capsys, fake_recipe,
+                                                           monkeypatch):
+    fake_recipe.behaviour = "interrupt"
+    out = str(tmp_path / "my out")
+    argv = ["train", "fake", "--output-dir", out, "--restart"]
+    monkeypatch.setattr(sys, "argv", ["kav", *argv])
+    assert cli.main(argv) == 130
+    hint = capsys.readouterr().err.split("Run `")[1].split("`")[0]
+    assert "--restart" not in hint and shlex.quote(out) in hint, hint
+
+
+@pytest.mark.parametrize("behaviour, text", [
+    ("backend", "REINFORCE models need TensorFlow or JAX."),
+    ("long error", "A total of 22 objects could not be loaded."),
+])
+def test_backend_and_multi_line_errors_are_one_line(tmp_path, capsys, fake_recipe,
+                                                    behaviour, text):
+    fake_recipe.behaviour = behaviour
+    assert cli.main(["train", "fake", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert text in err and len(err.splitlines()) == 1, err
+
+
+def test_a_run_that_finished_no_epoch_does_not_block_other_options(tmp_path, capsys,
+                                                                   fake_recipe):
+    out = str(tmp_path / "out")
+    fake_recipe.behaviour = "bad value"  # fails at start: run.json unfinished, no epoch
+    assert cli.main(["train", "fake", "--output-dir", out]) == 2
+    fake_recipe.behaviour = "ok"
+    assert cli.main(["train", "fake", "--output-dir", out, "--epochs", "5"]) == 0
+    assert "finished no epoch; starting afresh" in capsys.readouterr().out

@@ -151,8 +151,12 @@ def load_weights(model, weights, application=None, file_hash=None, directory=Non
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises several types for a bad file
+        # Keras's message may list every layer on many lines: keep its first line.
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise ValueError(f"Could not load the weights file {path!r} into "
-                         f"{type(model).__name__} {model.name!r}: {error}") from error
+                         f"{type(model).__name__} {model.name!r} (a file of another "
+                         f"architecture or of other constructor arguments?): "
+                         f"{first}") from error
     return model
 
 
@@ -163,7 +167,9 @@ FREE_ARGUMENTS = frozenset({"name", "seed", "std", "reinforce_weight", "policy_t
                             "input_tensor", "pooling", "weights", "trainable", "dtype",
                             "attention_regularization", "reward_weight", "entropy_weight",
                             "baseline_momentum", "expectation_probability",
-                            "max_caption_length"})
+                            "max_caption_length", "initial_found_probability",
+                            "found_reward", "fixation_cost", "false_found_penalty",
+                            "hit_reward", "recognition_weight", "fixation_weight"})
 
 
 def _plain(value):

@@ -122,12 +122,21 @@ def prepare_run(args, restart=False):
     else:
         changed = sorted(k for k in set(options) | set(run.get("options", {}))
                          if options.get(k) != run.get("options", {}).get(k))
+        if changed and not any(progress(checkpoint_dir).values()):
+            # It stopped before its first epoch (e.g. an error at start): nothing
+            # to resume, so the new options start afresh.
+            shutil.rmtree(checkpoint_dir)
+            changed = []
+            run = None
+            message = (f"kav train: the earlier run in {output_dir} finished no epoch; "
+                       "starting afresh with these options")
         if changed:
             was = ", ".join(f"--{k.replace('_', '-')} {run.get('options', {}).get(k)!r}"
                             for k in changed)
             raise RunStateError(f"the unfinished run in {output_dir} was started with "
                                 f"other options ({was}); run it with those to resume, "
                                 f"or {hint}")
+    if run is not None and not run.get("finished"):
         done = progress(checkpoint_dir)
         shown = ", ".join(f"{name}: {epochs} epoch{'s' * (epochs != 1)} done"
                           for name, epochs in done.items())

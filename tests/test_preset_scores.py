@@ -4,6 +4,7 @@ each card's test score on this backend (the weights were saved on another backen
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from keras_attention_vision import presets
@@ -68,6 +69,24 @@ def test_load_preset_builds_the_recorded_architecture():
     model = presets.load_preset(name)
     config = json.loads((presets.PRESETS_DIR / f"{name}.json").read_text())["config"]
     assert tuple(model.input.shape[1:]) == tuple(config["input_shape"])
+
+
+@pytest.mark.parametrize("name", list(_scored()))
+def test_the_constructor_with_only_weights_builds_the_preset(name):
+    # As keras.applications.ResNet50(weights="imagenet"): no architecture
+    # argument needed. Reference: the recorded arguments, then the file.
+    from keras_attention_vision import applications
+
+    info = SHIPPED[name]
+    builder = getattr(applications, info["application"])
+    model = builder(weights=name)
+    reference = presets.load_weights(builder(**presets.preset_config(name)),
+                                     str(presets.resolve_weights(name)))
+    assert len(model.weights) == len(reference.weights) > 0
+    for mine, theirs in zip(model.weights, reference.weights):
+        assert mine.path == theirs.path
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine),
+                                      keras.ops.convert_to_numpy(theirs), err_msg=mine.path)
 
 
 def test_unknown_preset_is_one_line_and_exit_status_2(capsys, tmp_path):

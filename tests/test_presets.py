@@ -79,3 +79,43 @@ def test_url_needs_a_hash_and_is_fetched_with_it(shipped, tmp_path, monkeypatch)
     (folder / "copy.weights.h5").write_bytes((folder / "tiny_demo.weights.h5").read_bytes())
     with pytest.raises(ValueError, match="Could not fetch the weights at .*copy"):
         presets.resolve_weights(url.replace("tiny_demo", "copy"), file_hash="0" * 64)
+
+
+class _Application:
+    """A stand-in application constructor: records what it was built with."""
+
+    def __init__(self, input_shape=(8, 8, 3), units=2, include_top=True, seed=None,
+                 name="app", weights=None):
+        self.arguments = dict(input_shape=input_shape, units=units,
+                              include_top=include_top, seed=seed, name=name)
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    presets.save_preset(_model(), "tiny_app", "Tiny",
+                        {"input_shape": [5, 6, 1], "units": 7, "seed": 3, "name": "x"},
+                        {"data": "none"}, directory=tmp_path)
+    monkeypatch.setattr(presets, "PRESETS_DIR", tmp_path)
+    return presets.preset_arguments("Tiny")(_Application.__init__)
+
+
+def test_unpassed_arguments_come_from_the_preset(recorded):
+    app = _Application.__new__(_Application)
+    recorded(app, weights="tiny_app")
+    # The record's values (tuples restored), but never the caller's `name`.
+    assert app.arguments == dict(input_shape=(5, 6, 1), units=7, include_top=True,
+                                 seed=3, name="app")
+    recorded(app, (9, 9, 1), units=4, weights="tiny_app")  # passed: kept
+    assert app.arguments["input_shape"] == (9, 9, 1) and app.arguments["units"] == 4
+    recorded(app, include_top=False, weights="tiny_app")  # any size, the channels
+    assert app.arguments["input_shape"] == (None, None, 1)
+    recorded(app, units=4)  # no preset: the signature's defaults
+    assert app.arguments["input_shape"] == (8, 8, 3) and app.arguments["seed"] is None
+
+
+def test_a_preset_of_another_application_is_refused_by_the_decorator(recorded, tmp_path):
+    presets.save_preset(_model(), "other_app", "Other", {"units": 1}, {"data": "none"},
+                        directory=tmp_path)
+    app = _Application.__new__(_Application)
+    with pytest.raises(ValueError, match=r"Valid presets: \['tiny_app'\]"):
+        recorded(app, weights="other_app")

@@ -89,6 +89,7 @@ def _pool(x, name):
 
 
 @kav_export("keras_attention_vision.applications.AttentionVGG")
+@presets.preset_arguments("AttentionVGG")
 def AttentionVGG(include_top=True, weights=None, input_tensor=None, input_shape=None,
                  pooling=None, classes=100, classifier_activation="softmax",
                  attention_layers="att3", aggregation="concat", compatibility="pc",

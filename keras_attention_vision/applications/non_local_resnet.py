@@ -9,6 +9,7 @@ import contextlib
 import keras
 from keras import ops
 
+from keras_attention_vision import presets
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.non_local_block import NonLocalBlock
 
@@ -277,6 +278,7 @@ def _placement(nonlocal_stages):
 
 
 @kav_export("keras_attention_vision.applications.NonLocalResNet50")
+@presets.preset_arguments("NonLocalResNet50")
 def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
                      pooling=None, classes=1000, classifier_activation="softmax",
                      nonlocal_stages=5, mode="embedded_gaussian", sub_sample=True,
@@ -357,8 +359,6 @@ def NonLocalResNet50(include_top=True, weights=None, input_tensor=None, input_sh
         raise ValueError("No ImageNet weights ship for the non-local ResNet; start "
                          "from the pretrained backbone with backbone_weights='imagenet'. "
                          f"Received: weights={weights!r}")
-    from keras_attention_vision import presets
-
     presets.check_weights_argument(weights, "NonLocalResNet50")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
@@ -467,6 +467,7 @@ def small_resnet(input_shape, classes=10, width=32, include_top=True, pooling=No
 
 
 @kav_export("keras_attention_vision.applications.NonLocalResNet")
+@presets.preset_arguments("NonLocalResNet")
 def NonLocalResNet(include_top=True, weights=None, input_tensor=None, input_shape=None,
                    pooling=None, classes=10, classifier_activation="softmax", width=16,
                    nonlocal_after=SMALL_NONLOCAL_AFTER, mode="embedded_gaussian",
@@ -510,8 +511,6 @@ def NonLocalResNet(include_top=True, weights=None, input_tensor=None, input_shap
     """
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    from keras_attention_vision import presets
-
     presets.check_weights_argument(weights, "NonLocalResNet")
     if input_shape is None:
         if input_tensor is not None:

@@ -20,7 +20,11 @@ from keras_attention_vision.metrics import (
     DISTRIBUTIONS,
     BitsPerDim,
 )
-from keras_attention_vision.presets import check_weights_argument, load_application_weights
+from keras_attention_vision.presets import (
+    check_weights_argument,
+    load_application_weights,
+    preset_arguments,
+)
 from keras_attention_vision.sampling import AutoregressiveImageModel
 
 CATEGORIES = 256
@@ -132,6 +136,7 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
     ```
     """
 
+    @preset_arguments("PixelCNN")
     def __init__(self, input_shape=(28, 28, 1), num_layers=7, filters=64, kernel_size=3,
                  first_kernel_size=7, gated=True, num_classes=None,
                  distribution="bernoulli", head_filters=None, name="pixelcnn", weights=None,

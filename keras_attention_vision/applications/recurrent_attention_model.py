@@ -13,7 +13,11 @@ from keras_attention_vision.layers.validation import (
     standardize_data_format,
 )
 from keras_attention_vision.losses import weighted_mean
-from keras_attention_vision.presets import check_weights_argument, load_application_weights
+from keras_attention_vision.presets import (
+    check_weights_argument,
+    load_application_weights,
+    preset_arguments,
+)
 from keras_attention_vision.reinforce import (
     GaussianLocationPolicy,
     LearnedBaseline,
@@ -109,6 +113,7 @@ class RecurrentAttentionModel(keras.Model):
     ```
     """
 
+    @preset_arguments("RecurrentAttentionModel")
     def __init__(self, input_shape=(28, 28, 1), classes=10, num_glimpses=6, patch_size=8,
                  num_scales=1, scale_factor=2, glimpse_hidden=128, glimpse_units=256,
                  core="rnn", core_units=256, std=0.1, mean_activation="tanh",

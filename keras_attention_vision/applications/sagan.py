@@ -12,7 +12,11 @@ from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.distribution import global_batch_draw
 from keras_attention_vision.layers.self_attention_2d import SelfAttention2D
 from keras_attention_vision.losses import InputsOnlyFitMixin, weighted_mean
-from keras_attention_vision.presets import check_weights_argument, load_application_weights
+from keras_attention_vision.presets import (
+    check_weights_argument,
+    load_application_weights,
+    preset_arguments,
+)
 from keras_attention_vision.saving import SeedStateMixin
 
 # Both networks are channels-last inside, whatever
@@ -34,6 +38,7 @@ def _check_image_shape(image_shape):
 
 
 @kav_export("keras_attention_vision.applications.SAGANGenerator")
+@preset_arguments("SAGANGenerator")
 def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
                    name="sagan_generator", weights=None):
     """The SAGAN generator: z -> H/4 -> H/2 (self-attention) -> H, tanh output.

@@ -20,7 +20,11 @@ from keras_attention_vision.layers.validation import (
     check_positive_int,
 )
 from keras_attention_vision.losses import weighted_mean
-from keras_attention_vision.presets import check_weights_argument, load_application_weights
+from keras_attention_vision.presets import (
+    check_weights_argument,
+    load_application_weights,
+    preset_arguments,
+)
 from keras_attention_vision.reinforce import (
     BernoulliPolicy,
     GaussianLocationPolicy,
@@ -283,6 +287,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
     ```
     """
 
+    @preset_arguments("VisualSearchAgent")
     def __init__(self, input_shape=(100, 100, 1), classes=10, num_fixations=10,
                  patch_size=8, num_scales=4, scale_factor=2, glimpse_hidden=128,
                  glimpse_units=128, core_units=128, std=0.15,

@@ -23,7 +23,9 @@ path = presets.resolve_weights("ram_mnist", application="RecurrentAttentionModel
 ```
 """
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 import pathlib
@@ -215,8 +217,8 @@ def check_preset_config(weights, application, config, directory=None, ignore=())
         got = ", ".join(f"{k}={g!r}" for k, (_, g) in sorted(differ.items()))
         raise ValueError(
             f"Preset {weights!r} was trained with {wanted}; this {application} was built "
-            f"with {got}. Pass those arguments, or build it with "
-            f"keras_attention_vision.presets.load_preset({weights!r}).")
+            f"with {got}. Leave those arguments out (the preset's are then used), or "
+            f"build it with keras_attention_vision.presets.load_preset({weights!r}).")
 
 
 def copy_weights_by_name(source, target):
@@ -317,6 +319,64 @@ def load_application_weights(model, weights, application, config, reference=None
     except ValueError as error:
         raise ValueError(f"Could not load the weights file {path!r} into {application} "
                          f"{model.name!r}: {error}") from error
+
+
+#: Arguments a preset never passes on to the model (they are the caller's:
+#: which model object to make, not which weights it holds).
+NOT_INHERITED = frozenset({"name", "weights", "include_top", "input_tensor", "pooling",
+                           "trainable", "dtype"})
+
+
+def preset_arguments(application):
+    """Constructor decorator: with `weights=PRESET`, unpassed arguments come from it.
+
+    `keras.applications.ResNet50(weights="imagenet")` builds the network the
+    weights were trained with. Here a preset records the constructor
+    arguments it was trained with (`preset_config`); a constructor decorated
+    with this takes each argument the caller did not pass (by binding the
+    call to the signature, not by comparing values) from that record, so
+    `AttentionVGG(weights="attention_vgg_cluttered_mnist")` builds the
+    preset's architecture. Arguments the caller passes are kept and checked
+    against the record as before (`check_preset_config`). With
+    `include_top=False` and no `input_shape` (nor `input_tensor`), only the
+    preset's channel count is taken: `(None, None, channels)`, any image size.
+    `NOT_INHERITED` lists the arguments never taken.
+
+    Args:
+        application: the application name the presets are recorded under,
+            e.g. `"AttentionVGG"` (a preset of another application is refused
+            with the list of this one's).
+    """
+    def decorate(constructor):
+        signature = inspect.signature(constructor)
+        named = {k for k, p in signature.parameters.items()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+        @functools.wraps(constructor)
+        def build(*args, **kwargs):
+            bound = signature.bind_partial(*args, **kwargs)
+            weights = bound.arguments.get("weights")
+            if not is_preset_name(weights):
+                return constructor(*args, **kwargs)
+            get_preset(weights, application)  # another application's preset: refused
+            passed = set(bound.arguments)
+            no_top = "include_top" in named and bound.arguments.get("include_top") is False
+            for key, value in preset_config(weights).items():
+                if key not in named or key in passed or key in NOT_INHERITED:
+                    continue
+                if key == "input_shape" and no_top:
+                    if "input_tensor" in passed:
+                        continue
+                    value = (None, None, tuple(value)[-1])
+                bound.arguments[key] = value
+            return constructor(*bound.args, **bound.kwargs)
+
+        # inspect.getfullargspec (which Keras's Operation.__new__ reads) does
+        # not follow __wrapped__; it does read __signature__.
+        build.__signature__ = signature
+        return build
+
+    return decorate
 
 
 def preset_config(name, directory=None):

@@ -145,3 +145,37 @@ def test_prepare_run_keeps_results_made_without_checkpoints(tmp_path):
     with pytest.raises(_checkpoint.RunStateError, match=r"earlier run \(results.json\)"):
         _checkpoint.prepare_run(args)
     _checkpoint.prepare_run(args, restart=True)
+
+
+class _Clock:
+    """A stand-in for `time` in `_checkpoint`: advances only when told."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_train_seconds_of_a_resumed_run_count_the_earlier_epochs(tmp_path, monkeypatch):
+    import keras
+
+    clock = _Clock()
+    monkeypatch.setattr(_checkpoint, "time", clock)
+
+    def tick(epoch, logs=None):  # every epoch takes 5 "seconds"
+        clock.now += 5.0
+
+    def run(epochs):
+        inputs = keras.Input((3,))
+        model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+        model.compile("sgd", "mse")
+        x = np.ones((8, 3), "float32")
+        args = argparse.Namespace(seed=0, checkpoint_dir=str(tmp_path / "checkpoints"))
+        return _checkpoint.fit(model, x, x[:, :1], args=args, name="clock", epochs=epochs,
+                               batch_size=4, verbose=0,
+                               callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=tick)])
+
+    assert run(2).train_seconds == 10.0
+    clock.now += 100.0  # between the runs: not training time
+    assert run(3).train_seconds == 15.0  # 2 saved epochs + 1 in this run

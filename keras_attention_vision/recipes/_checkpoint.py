@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import sys
+import time
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.json"
@@ -200,6 +201,10 @@ class EpochCheckpoint:
         self.initial_epoch = int(state.get("epoch", 0))
         self.history = state.get("history", {})
         self.extra = state.get("extra", {})
+        # Training time of the finished epochs of earlier runs, and when this
+        # run's training began (`restore` restarts the clock after its step).
+        self._earlier_seconds = float(state.get("train_seconds", 0.0))
+        self._since = time.perf_counter()
         if self.directory:
             import keras
 
@@ -232,6 +237,7 @@ class EpochCheckpoint:
         if self._restored:
             return
         self._restored = True
+        self._since = time.perf_counter()
         if self.initial_epoch == 0:
             return
         self.model.fit(x, y, batch_size=batch_size, epochs=1, steps_per_epoch=1,
@@ -244,6 +250,16 @@ class EpochCheckpoint:
                 for i, state in enumerate(_seed_states(self.model)):
                     if f"state_{i}" in saved:
                         state.assign(saved[f"state_{i}"])
+        self._since = time.perf_counter()
+
+    def train_seconds(self):
+        """Wall-clock seconds of training so far, earlier runs' epochs included.
+
+        A resumed run counts the saved epochs' time (recorded in
+        `state.json`) plus its own since `restore`; the time an interrupted
+        run spent in an epoch it did not finish is not counted.
+        """
+        return self._earlier_seconds + time.perf_counter() - self._since
 
     def _weights_file(self):
         """The weights file that `state.json` committed (by its SHA-256).
@@ -272,6 +288,7 @@ class EpochCheckpoint:
             self.history.setdefault(key, []).append(float(value))
         if extra is not None:
             self.extra = extra
+        seconds = self.train_seconds()
         if self.directory is None:
             return
         import keras
@@ -287,16 +304,18 @@ class EpochCheckpoint:
         # last: the epoch counter and the hash say the files above are complete
         weights = os.path.join(self.directory, "latest.weights.h5")
         self._state = {"epoch": epoch + 1, "weights_sha256": _sha256(weights),
-                       "history": self.history, "extra": self.extra}
+                       "history": self.history, "extra": self.extra,
+                       "train_seconds": seconds}
         _write_json(os.path.join(self.directory, STATE_FILE), self._state)
 
 
 class _History:
     """What `fit` returns: `.history`, as `keras.callbacks.History` has it."""
 
-    def __init__(self, history, epochs):
+    def __init__(self, history, epochs, train_seconds):
         self.history = history
         self.epoch = list(range(epochs))
+        self.train_seconds = train_seconds  # earlier runs' epochs included
 
 
 def _progress_logger(total_epochs, verbose):
@@ -359,7 +378,9 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
         verbose: `"auto"` is 1 (progress bars) on a terminal, else 2.
 
     Returns:
-        An object with `.history`: every epoch's logs, restored ones included.
+        An object with `.history`: every epoch's logs, restored ones included,
+        and `.train_seconds`: the wall-clock training time, earlier runs'
+        finished epochs included (`EpochCheckpoint.train_seconds`).
     """
     import numpy as np
 
@@ -384,4 +405,4 @@ def fit(model, x, y=None, *, args, name, epochs, batch_size=None, shuffle=True,
                             **kwargs)
         logs = {k: v[-1] for k, v in history.history.items() if v}
         checkpoint.save(epoch, logs)
-    return _History(checkpoint.history, epochs)
+    return _History(checkpoint.history, epochs, checkpoint.train_seconds())

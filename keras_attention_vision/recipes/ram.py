@@ -9,7 +9,6 @@ the glimpse paths.
 
 import json
 import os
-import time
 
 NAME = "ram"
 HELP = "Recurrent Attention Model (Mnih et al. 2014), trained with REINFORCE"
@@ -270,7 +269,6 @@ def run(args, epochs, verbose=True):
     checkpoint = EpochCheckpoint(model, args, f"ram_{args.preset}")
     b = args.batch_size  # when resuming: weights, optimizer, RNG (a batch for the trace)
     checkpoint.restore(x_test[:b], y_test[:b], batch_size=b)
-    start = time.perf_counter()
     history = checkpoint.extra.get("rows", [])
     stds = _std_schedule(args, epochs)
     for epoch in range(checkpoint.initial_epoch, epochs):
@@ -291,14 +289,14 @@ def run(args, epochs, verbose=True):
             row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
                    "train_reward": float(logs["reward"][-1]), "test_error_m1": error,
                    "std": model.policy.std,
-                   "seconds": time.perf_counter() - start}
+                   "seconds": checkpoint.train_seconds()}
             history.append(row)
             if verbose:
                 print(f"ram[{args.preset}] epoch {epoch + 1}: loss {row['loss']:.3f}, "
                       f"train reward {row['train_reward']:.3f}, test error (M=1) "
                       f"{error:.2f}% ({row['seconds']:.0f} s)", flush=True)
         checkpoint.save(epoch, {k: v[-1] for k, v in logs.items()}, extra={"rows": history})
-    train_seconds = time.perf_counter() - start
+    train_seconds = checkpoint.train_seconds()  # earlier runs' epochs included
     figures = {
         "preset": args.preset,
         "backend": keras.backend.backend(),

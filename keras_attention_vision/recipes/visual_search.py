@@ -13,7 +13,6 @@ recogniser. It writes `results.json`, `table.md`, the model and
 
 import json
 import os
-import time
 
 NAME = "visual-search"
 HELP = "Visual search agent (Minut & Mahadevan 2001): REINFORCE fixations find a digit"
@@ -141,7 +140,6 @@ def run(args, epochs, verbose=True):
     checkpoint.restore((test["scenes"][:b], test["targets"][:b]), test["target_boxes"][:b],
                        batch_size=b)
     history = checkpoint.extra.get("rows", [])
-    start = time.perf_counter()
     for epoch in range(checkpoint.initial_epoch, epochs):
         rng = np.random.default_rng([args.seed, epoch])
         fixation_weight = 0.0 if epoch < warmup else 1.0
@@ -160,7 +158,7 @@ def run(args, epochs, verbose=True):
                    "test_success": figures["success_within_k"],
                    "test_mean_fixations_present": figures["mean_fixations_present"],
                    "test_false_found_rate": figures["false_found_rate"],
-                   "seconds": time.perf_counter() - start}
+                   "seconds": checkpoint.train_seconds()}
             history.append(row)
             if verbose:
                 print(f"visual-search epoch {epoch + 1}: loss {row['loss']:.3f}, train "
@@ -170,7 +168,7 @@ def run(args, epochs, verbose=True):
                       f"{100 * row['test_false_found_rate']:.1f}% "
                       f"({row['seconds']:.0f} s)", flush=True)
         checkpoint.save(epoch, {k: v[-1] for k, v in logs.items()}, extra={"rows": history})
-    train_seconds = time.perf_counter() - start
+    train_seconds = checkpoint.train_seconds()  # earlier runs' epochs included
     rows, paths = search_rows(agent, test, args.seed)
     k = args.fixations
     table = format_table(rows, k)

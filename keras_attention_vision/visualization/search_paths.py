@@ -85,12 +85,14 @@ def plot_search_paths(scenes, targets, target_boxes, paths, path, fovea_size=12,
                          f"{'' if present else ' (absent)'}\n{outcome}", fontsize=8)
             ax.set_xlim(-0.5, width - 0.5)
             ax.set_ylim(height - 0.5, -0.5)
-            ax.set_xlabel("x (pixels)", fontsize=7)
-            ax.set_ylabel("y (pixels)", fontsize=7)
+            if row == len(paths) - 1:  # outer axes only: no label under a title
+                ax.set_xlabel("x (pixels)", fontsize=7)
+            if i == 0:
+                ax.set_ylabel("y (pixels)", fontsize=7)
             ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

@@ -104,6 +104,26 @@ def test_unknown_preset_is_one_line_and_exit_status_2(capsys, tmp_path):
     assert "no.weights.h5" in capsys.readouterr().err
 
 
+def test_kav_evaluate_takes_a_whole_keras_model_file(tmp_path, capsys):
+    # A .keras file carries its architecture: no recipe options needed.
+    from keras_attention_vision.cli import main
+
+    path = str(tmp_path / "mine.keras")
+    presets.load_preset("pixelcnn_mnist").save(path)
+    parser, recipes = build_parser()
+    args = parser.parse_args(["evaluate", "pixelcnn", "--weights", path,
+                              "--output-dir", str(tmp_path)])
+    figures = recipes["pixelcnn"].evaluate(args)
+    documented = SHIPPED["pixelcnn_mnist"]["card"]["test"]["test_bits_per_dim"]
+    assert abs(figures["test_bits_per_dim"] - documented) <= TOLERANCE["test_bits_per_dim"]
+    other = str(tmp_path / "other.keras")
+    presets.load_preset("image_transformer_mnist").save(other)
+    status = main(["evaluate", "pixelcnn", "--weights", other, "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1
+    assert "holds the ImageTransformer" in err and "needs a PixelCNN" in err
+
+
 def test_kav_visualize_writes_the_pictures(tmp_path):
     parser, recipes = build_parser()
     args = parser.parse_args(["visualize", "non-local", "--weights",

@@ -20,7 +20,8 @@ def add_weights_argument(parser, default):
     parser.set_defaults(default_preset=default)
     parser.add_argument(
         "--weights", default=None,
-        help=f"evaluate/visualize: a preset name or a .weights.h5 file (default: the "
+        help=f"evaluate/visualize: a preset name, a .weights.h5 file (built with this "
+        f"recipe's options) or a .keras model file (its own architecture) (default: the "
         f"preset {default!r}; see keras_attention_vision.presets.available_presets())")
 
 
@@ -47,8 +48,32 @@ def load(args, application, default, build):
     if presets.is_preset_name(weights):
         info = presets.get_preset(weights, application)
         return presets.load_preset(weights), info
+    if str(weights).endswith(".keras"):  # a whole saved model: its own architecture
+        return _load_model(weights, application), None
     path = presets.resolve_weights(weights, application)
     return presets.load_weights(build(), path, application), None
+
+
+def _load_model(path, application):
+    """A `.keras` file saved by `model.save`, checked to be `application`'s model."""
+    import keras
+
+    if not os.path.isfile(path):
+        raise ValueError(f"No such model file: {path!r}")
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:  # Keras raises several types for a bad file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise ValueError(f"Could not load the model file {path!r}: {first}") from error
+    from keras_attention_vision import applications
+
+    expected = getattr(applications, application, None)
+    # Subclassed applications are classes; functional ones (AttentionVGG, ...)
+    # are plain keras.Model objects and are taken as they are.
+    if isinstance(expected, type) and not isinstance(model, expected):
+        raise ValueError(f"The model file {path!r} holds the {type(model).__name__} "
+                         f"{model.name!r}; this recipe needs a {application}.")
+    return model
 
 
 def recipe_args(args, info, keys):

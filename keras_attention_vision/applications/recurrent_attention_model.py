@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
-from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
+from keras_attention_vision.applications.glimpse_network import GlimpseNetworkMixin
 from keras_attention_vision.layers.validation import (
     check_bool,
     check_choice,
@@ -41,7 +41,7 @@ PRESETS = {
 
 
 @kav_export("keras_attention_vision.applications.RecurrentAttentionModel")
-class RecurrentAttentionModel(keras.Model):
+class RecurrentAttentionModel(GlimpseNetworkMixin, keras.Model):
     """The Recurrent Attention Model, trained with the hybrid REINFORCE loss.
 
     At step `t` the location network samples `l_t ~ N(mu_t, std^2)` with
@@ -142,17 +142,12 @@ class RecurrentAttentionModel(keras.Model):
         self.classifier_activation = check_choice(
             "classifier_activation", classifier_activation, ("softmax", None))
         self.seed = seed
-        self.sensor = GlimpseSensor(patch_size, num_scales, scale_factor,
-                                    data_format=data_format, name="glimpse_sensor")
-        self.data_format = self.sensor.data_format
+        self._make_glimpse_network(patch_size, num_scales, scale_factor, data_format,
+                                   glimpse_hidden, glimpse_units)
         self.policy = GaussianLocationPolicy(
             units=2, std=std, mean_activation=mean_activation,
             stop_gradient_inputs=not self.policy_to_core, seed=seed, name="location")
         dense = keras.layers.Dense
-        self.glimpse_what = dense(glimpse_hidden, activation="relu", name="glimpse_what")
-        self.glimpse_where = dense(glimpse_hidden, activation="relu", name="glimpse_where")
-        self.glimpse_what_out = dense(glimpse_units, name="glimpse_what_out")
-        self.glimpse_where_out = dense(glimpse_units, name="glimpse_where_out")
         if self.core == "rnn":
             self.core_input = dense(core_units, name="core_input")
             self.core_recurrent = dense(core_units, use_bias=False, name="core_recurrent")
@@ -225,17 +220,8 @@ class RecurrentAttentionModel(keras.Model):
     def build(self, input_shape=None):
         if self.built:
             return
-        batch_image = (None,) + self.image_shape
-        self.sensor.build([batch_image, (None, 2)])
-        glimpse_shape = self.sensor.compute_output_shape([batch_image, (None, 2)])
-        flat = 1
-        for d in glimpse_shape[1:]:
-            flat *= d
+        self._build_glimpse_network()
         self.policy.build((None, self.core_units))
-        self.glimpse_what.build((None, flat))
-        self.glimpse_where.build((None, 2))
-        self.glimpse_what_out.build((None, self.glimpse_hidden))
-        self.glimpse_where_out.build((None, self.glimpse_hidden))
         if self.core == "rnn":
             self.core_input.build((None, self.glimpse_units))
             self.core_recurrent.build((None, self.core_units))
@@ -304,9 +290,7 @@ class RecurrentAttentionModel(keras.Model):
             glimpse = self.sensor([images, location])
             if return_glimpses:
                 glimpses.append(glimpse)
-            what = self.glimpse_what_out(self.glimpse_what(ops.reshape(glimpse, (batch, -1))))
-            where = self.glimpse_where_out(self.glimpse_where(location))
-            g = ops.relu(what + where)
+            g = ops.relu(self._what(glimpse) + self._where(location))  # g_t, Sec. 4
             h, state = self._core_step(g, state)
             means.append(mean)
             locations.append(location)

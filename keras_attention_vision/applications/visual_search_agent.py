@@ -12,8 +12,8 @@ import numpy as np
 from keras import ops
 
 from keras_attention_vision.api_export import kav_export
+from keras_attention_vision.applications.glimpse_network import GlimpseNetworkMixin
 from keras_attention_vision.distribution import global_batch_draw
-from keras_attention_vision.layers.glimpse_sensor import GlimpseSensor
 from keras_attention_vision.layers.validation import (
     check_choice,
     check_number,
@@ -180,7 +180,7 @@ def oracle_found(hits):
 
 
 @kav_export("keras_attention_vision.applications.VisualSearchAgent")
-class VisualSearchAgent(SeedStateMixin, keras.Model):
+class VisualSearchAgent(GlimpseNetworkMixin, SeedStateMixin, keras.Model):
     """Finds a named target in a scene with fixations learned by REINFORCE.
 
     The task of Minut and Mahadevan (2001): given a scene and a target class,
@@ -326,9 +326,8 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             raise ValueError("`initial_found_probability` must be a number in (0, 1). "
                              f"Received: initial_found_probability={p!r}")
         self.seed = seed
-        self.sensor = GlimpseSensor(patch_size, num_scales, scale_factor,
-                                    data_format=data_format, name="glimpse_sensor")
-        self.data_format = self.sensor.data_format
+        self._make_glimpse_network(patch_size, num_scales, scale_factor, data_format,
+                                   glimpse_hidden, glimpse_units)
         if self.data_format == "channels_last":
             self.height, self.width = self.image_shape[:2]
         else:
@@ -340,10 +339,6 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             initial_probability=initial_found_probability, kernel_initializer="ones",
             seed=seeds[1], name="found_policy")
         dense = keras.layers.Dense
-        self.glimpse_what = dense(glimpse_hidden, activation="relu", name="glimpse_what")
-        self.glimpse_where = dense(glimpse_hidden, activation="relu", name="glimpse_where")
-        self.glimpse_what_out = dense(glimpse_units, name="glimpse_what_out")
-        self.glimpse_where_out = dense(glimpse_units, name="glimpse_where_out")
         self.target_embedding = dense(glimpse_units, use_bias=False, name="target_embedding")
         self.found_scores = dense(classes, name="found_scores")
         self.seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 2)
@@ -388,16 +383,9 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
     def build(self, input_shape=None):
         if self.built:
             return
-        batch_image = (None,) + self.image_shape
-        self.sensor.build([batch_image, (None, 2)])
-        glimpse_shape = self.sensor.compute_output_shape([batch_image, (None, 2)])
-        flat = int(np.prod(glimpse_shape[1:]))
+        self._build_glimpse_network()
         self.location_policy.build((None, self.core_units))
         self.found_policy.build((None, self.classes))
-        self.glimpse_what.build((None, flat))
-        self.glimpse_where.build((None, 2))
-        self.glimpse_what_out.build((None, self.glimpse_hidden))
-        self.glimpse_where_out.build((None, self.glimpse_hidden))
         self.target_embedding.build((None, self.classes))
         self.found_scores.build((None, self.glimpse_units))
         self.core_cell.build((None, self.glimpse_units))
@@ -509,9 +497,8 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
             glimpse = self.sensor([scenes, location])
             if return_glimpses:
                 out["glimpses"].append(glimpse)
-            what = self.glimpse_what_out(self.glimpse_what(ops.reshape(glimpse, (batch, -1))))
-            where = self.glimpse_where_out(self.glimpse_where(location))
-            g = ops.relu(what + where + target_vec)
+            what = self._what(glimpse)
+            g = ops.relu(what + self._where(location) + target_vec)  # g_t + target
             h, state = self.core_cell(g, state)
             state = list(state)
             logits, found = self.found_policy(self._found_features(what, one_hot),
@@ -624,8 +611,7 @@ class VisualSearchAgent(SeedStateMixin, keras.Model):
         one_hot = ops.one_hot(ops.cast(ops.reshape(targets, (-1,)), "int32"), self.classes,
                               dtype=self.compute_dtype)
         glimpse = self.sensor([scenes, locations])
-        what = self.glimpse_what_out(self.glimpse_what(
-            ops.reshape(glimpse, (ops.shape(scenes)[0], -1))))
+        what = self._what(glimpse)
         return self.found_policy(self._found_features(what, one_hot), sample=False)[0]
 
     def _found_features(self, what, one_hot):

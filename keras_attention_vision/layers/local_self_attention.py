@@ -34,16 +34,20 @@ outside the image are removed with a boolean mask built from the image size
 
 ## How it is computed
 
-Per image size, `_plan` makes (once, in NumPy) the raster index of every
-memory position of every block and the `(blocks, q, m)` mask. The keys and
-values of all windows are then one `take` along the pixel axis (its
-gradient one scatter-add), laid out `(batch, heads, blocks, m, dim)` for
-the batched matrix products, and the mask is a constant that broadcasts
-over batch and heads. With `causal=True` and `fh > 0`, the right flange in
-the block's own rows (hidden from every query of the block) is not computed
-at all: `m = fh * mw + qh * (fw + qw)` instead of `mh * mw` (the returned
-weights are 0 there, as before). On PyTorch the masked softmax attention
-is `keras.ops.dot_product_attention` (the fused SDPA kernel); elsewhere
+Per image size, `_plan` makes (once, in NumPy) the index of every memory
+position of every block and the `(blocks, q, m)` mask. The keys and values
+of all windows are then one `take` (its gradient one scatter-add): of
+whole blocks when the flange is a multiple of the block (the default
+`(8, 8)` / `(8, 8)`; the memory positions are then computed block by block,
+and the returned weights put back in the window's raster order), of single
+pixels otherwise. The mask is a constant that broadcasts over batch and
+heads. With `causal=True` and `fh > 0`, the right flange in the block's own
+rows (hidden from every query of the block) is not computed at all:
+`m = fh * mw + qh * (fw + qw)` instead of `mh * mw` (the returned weights
+are 0 there). On PyTorch (without attention scores or dropout) the image
+is laid out blocks first and the masked softmax attention is
+`keras.ops.dot_product_attention` (the fused SDPA kernel); elsewhere
+everything is laid out `(batch, heads, blocks, positions, dim)` and it is
 matmul / softmax / matmul in float32. The numbers are those of
 `attention_core.attend` with the boolean mask.
 
@@ -188,11 +192,57 @@ def _plan(height, width, query_shape, memory_flange, causal):
         masks.append(valid.reshape(nbh * nbw, qh * qw, rows * cols))
     mask = np.concatenate(masks, axis=-1)
     assert mask.any(axis=-1).all()  # no fully masked query row (docstring)
+    shifts, order = _block_shifts(query_shape, memory_flange, causal)
+    block_index = None
+    if shifts is not None:
+        mask = mask[..., order]
+        bi, bj = np.divmod(np.arange(nbh * nbw), nbw)
+        di, dj = np.array(shifts).T
+        block_index = (np.clip(bi[:, None] + di, 0, nbh - 1) * nbw
+                       + np.clip(bj[:, None] + dj, 0, nbw - 1)).reshape(-1)
     bias = None
     if not mask.all():
         lowest = attention_core.lowest_value("float32")
-        bias = np.where(mask, np.float32(0.0), np.float32(lowest)).astype("float32")
-    return {"index": np.concatenate(indices, axis=-1).astype("int32"), "bias": bias}
+        bias = np.ascontiguousarray(np.where(mask, np.float32(0.0), np.float32(lowest)),
+                                    dtype="float32")
+    index = np.concatenate(indices, axis=-1)
+    row, col = np.divmod(index, width)  # raster -> blocks-first layout
+    blocked = ((row // qh * nbw + col // qw) * qh + row % qh) * qw + col % qw
+    return {"index": index.astype("int32"), "bias": bias,
+            "blocked_index": blocked.reshape(-1).astype("int32"),
+            "shifts": shifts,
+            "block_index": None if shifts is None else block_index.astype("int32"),
+            "scores_order": None if shifts is None else np.argsort(order).astype("int32")}
+
+
+def _block_shifts(query_shape, memory_flange, causal):
+    """The memory window as whole blocks, when the flange is a multiple of the block.
+
+    Then every part of `_memory_parts` is a union of whole query blocks, so
+    the keys (values) of all windows are one gather of whole blocks of the
+    block grid (rows of `qh * qw` positions), not of single pixels: the
+    gather and its gradient (a scatter-add) move long contiguous rows.
+
+    Returns:
+        `(shifts, order)`, or `(None, None)` when the flange is not a
+        multiple of the block. `shifts` lists the block offsets `(di, dj)`
+        of the window's blocks, parts one after the other, raster order of
+        blocks inside each part; the memory positions are then the blocks
+        in this order, raster order inside each block. `order[k]` is the
+        position in the `_plan` (window raster) order of memory position `k`.
+    """
+    (qh, qw), (fh, fw) = query_shape, memory_flange
+    if fh % qh or fw % qw:
+        return None, None
+    shifts, order, start = [], [], 0
+    for r0, rows, c0, cols in _memory_parts(query_shape, memory_flange, causal):
+        for a in range(rows // qh):
+            for b in range(cols // qw):
+                shifts.append((r0 // qh + a, c0 // qw + b))
+                i, j = np.indices((qh, qw)).reshape(2, -1)
+                order.append(start + (a * qh + i) * cols + b * qw + j)
+        start += rows * cols
+    return tuple(shifts), np.concatenate(order)
 
 
 def _fused_attention_helps():
@@ -205,27 +255,17 @@ def _fused_attention_helps():
     return keras.backend.backend() == "torch"
 
 
-def _fused_attention(query, key, value, bias, scale):
-    """`(B, heads, blocks, q|m, d)` float32 -> `(B, heads, blocks, q, dv)`.
+def _constant(plan, name, like):
+    """`plan[name]` as a tensor on the device of `like`, converted once per plan.
 
-    `keras.ops.dot_product_attention` with batch * heads as its batch and the
-    blocks as its heads, so the `(blocks, q, m)` float32 `bias` of `_plan`
-    broadcasts and the inputs are already in the kernel's layout. No query
-    row is fully masked (see `_plan`), so this is the masked softmax
-    attention of `LocalAttentionBase._attention`.
+    For eager PyTorch only (a tensor made under a TensorFlow or JAX trace
+    must not outlive it). Keras also runs layers on the "meta" device to
+    infer shapes, hence one tensor per device.
     """
-    batch, heads, blocks, q, d = (ops.shape(query)[0],) + tuple(query.shape[1:])
-    m, dv = key.shape[3], value.shape[-1]
-
-    def as_bthd(t, length, dim):  # -> (B * heads, length, blocks, dim), a view
-        return ops.transpose(ops.reshape(t, (-1, blocks, length, dim)), (0, 2, 1, 3))
-
-    if bias is not None:
-        bias = ops.convert_to_tensor(bias[None])  # (1, blocks, q, m)
-    out = ops.dot_product_attention(as_bthd(query, q, d), as_bthd(key, m, d),
-                                    as_bthd(value, m, dv), bias=bias, scale=scale)
-    out = ops.transpose(out, (0, 2, 1, 3))  # (B * heads, blocks, q, dv)
-    return ops.reshape(out, (batch, heads, blocks, q, dv))
+    key = ("tensor", name, str(like.device))
+    if key not in plan:
+        plan[key] = ops.convert_to_tensor(plan[name])
+    return plan[key]
 
 
 class LocalAttentionBase(keras.layers.Layer):
@@ -323,6 +363,28 @@ class LocalAttentionBase(keras.layers.Layer):
                         (batch, heads, height * width, d))
         return ops.take(t, plan["index"], axis=2)
 
+    def _block_windows(self, t, plan):
+        """`(B, H, W, heads, d)` -> `(B, heads, blocks, m, d)`: a gather of whole blocks.
+
+        For a flange that is a multiple of the block (`_block_shifts`): the
+        projection is laid out as a grid of blocks (padded to whole blocks),
+        and the window of every block is one `take` of whole blocks along
+        the grid (contiguous rows of `qh * qw * d` numbers; its gradient a
+        scatter-add of the same rows). A block outside the image points at
+        a real one instead: it is masked by the plan's bias.
+        """
+        (qh, qw), heads, d = self._query_shape, t.shape[3], t.shape[4]
+        batch, height, width = ops.shape(t)[0], t.shape[1], t.shape[2]
+        nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
+        if (nbh * qh, nbw * qw) != (height, width):
+            t = ops.pad(t, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width],
+                            [0, 0], [0, 0]])
+        t = ops.reshape(t, (batch, nbh, qh, nbw, qw, heads, d))
+        t = ops.transpose(t, (0, 5, 1, 3, 2, 4, 6))  # (B, heads, nbh, nbw, qh, qw, d)
+        t = ops.reshape(t, (batch, heads, nbh * nbw, qh * qw * d))
+        t = ops.take(t, plan["block_index"], axis=2)  # (B, heads, blocks * S, q * d)
+        return ops.reshape(t, (batch, heads, nbh * nbw, -1, d))
+
     def _full_window(self, weights):
         """`(..., q, m)` weights over the computed parts -> the whole window.
 
@@ -352,6 +414,9 @@ class LocalAttentionBase(keras.layers.Layer):
         (qh, qw), heads = self._query_shape, self.num_heads
         nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
         plan = _plan(height, width, self._query_shape, self._memory_flange, self.causal)
+        dropout = bool(training) and self.dropout > 0
+        if _fused_attention_helps() and not return_scores and not dropout:
+            return self._local_attention_fused(x, plan), None
         batch = ops.shape(x)[0]
 
         # Everything is laid out (B, heads, blocks, positions, dim): the
@@ -363,18 +428,18 @@ class LocalAttentionBase(keras.layers.Layer):
         query = ops.reshape(query, (batch, nbh, qh, nbw, qw, heads, self.key_dim))
         query = ops.transpose(query, (0, 5, 1, 3, 2, 4, 6))
         query = ops.reshape(query, (batch, heads, nbh * nbw, qh * qw, self.key_dim))
-        key = ops.cast(self._windows(self.key_dense(x), plan), "float32")
-        value = ops.cast(self._windows(self.value_dense(x), plan), "float32")
-        query = ops.cast(query, "float32")
-        scale = float(self.key_dim) ** -0.5
-        dropout = bool(training) and self.dropout > 0
-        if _fused_attention_helps() and not return_scores and not dropout:
-            out, weights = _fused_attention(query, key, value, plan["bias"], scale), None
+        if plan["shifts"] is not None:
+            key = self._block_windows(self.key_dense(x), plan)
+            value = self._block_windows(self.value_dense(x), plan)
         else:
-            # The logit scale goes on the queries (q * d numbers, not the
-            # q * m logits), in float32 as attention_core computes.
-            out, weights = self._attention(query * scale, key, value, plan, training,
-                                           dropout)
+            key = self._windows(self.key_dense(x), plan)
+            value = self._windows(self.value_dense(x), plan)
+        key, value = ops.cast(key, "float32"), ops.cast(value, "float32")
+        query = ops.cast(query, "float32")
+        # The logit scale goes on the queries (q * d numbers, not the q * m
+        # logits), in float32 as attention_core computes.
+        scale = float(self.key_dim) ** -0.5
+        out, weights = self._attention(query * scale, key, value, plan, training, dropout)
         value_dim = value.shape[-1]
         out = ops.cast(out, self.compute_dtype)  # (B, heads, blocks, q, dv)
         out = ops.reshape(out, (batch, heads, nbh, nbw, qh, qw, value_dim))
@@ -383,7 +448,56 @@ class LocalAttentionBase(keras.layers.Layer):
         out = self.output_dense(out[:, :height, :width])
         if not return_scores:
             return out, None
+        if plan["scores_order"] is not None:  # back to the window's raster order
+            weights = ops.take(weights, plan["scores_order"], axis=-1)
         return out, ops.cast(self._full_window(weights), self.compute_dtype)
+
+    def _local_attention_fused(self, x, plan):
+        """The PyTorch path: `(B, H, W, C)` -> `(B, H, W, out)` through fused SDPA.
+
+        The image is laid out blocks first, `(blocks, q, B, C)`, before the
+        projections, so that the queries, the gathered windows and the
+        output are in the kernel's own `(batch, length, heads, dim)` layout
+        with the blocks as its batch and `B * heads` as its heads: the
+        `(blocks, 1, q, m)` bias then broadcasts over batch and heads, and
+        the kernel's gradients come back in the layout of the projections
+        (no transposes but the image's to and from blocks). The bias is
+        converted to a tensor once per plan, not per call.
+        """
+        height, width = x.shape[1], x.shape[2]
+        (qh, qw), heads = self._query_shape, self.num_heads
+        nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
+        batch, channels = ops.shape(x)[0], x.shape[-1]
+        blocks, q = nbh * nbw, qh * qw
+        if (nbh * qh, nbw * qw) != (height, width):
+            x = ops.pad(x, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width], [0, 0]])
+        x = ops.reshape(x, (batch, nbh, qh, nbw, qw, channels))
+        x = ops.reshape(ops.transpose(x, (1, 3, 2, 4, 0, 5)), (blocks, q, batch, channels))
+
+        def windows(t):  # (blocks, q, B, heads, d) -> (blocks, m, B * heads, d)
+            d = t.shape[-1]
+            if plan["shifts"] is not None:  # whole blocks
+                t = ops.take(ops.reshape(t, (blocks, -1)), plan["block_index"], axis=0)
+            else:  # pixels
+                t = ops.take(ops.reshape(t, (blocks * q, -1)), plan["blocked_index"],
+                             axis=0)
+            return ops.reshape(ops.cast(t, "float32"), (blocks, -1, batch * heads, d))
+
+        query = ops.cast(self.query_dense(x), "float32")
+        query = ops.reshape(query, (blocks, q, batch * heads, self.key_dim))
+        key, value = windows(self.key_dense(x)), windows(self.value_dense(x))
+        bias = plan["bias"]
+        if bias is not None:
+            bias = _constant(plan, "bias", query)[:, None]  # (blocks, 1, q, m)
+        out = ops.dot_product_attention(query, key, value, bias=bias,
+                                        scale=float(self.key_dim) ** -0.5)
+        out = ops.reshape(ops.cast(out, self.compute_dtype),
+                          (blocks, q, batch, heads, value.shape[-1]))
+        out = self.output_dense(out)  # (blocks, q, B, out)
+        out = ops.reshape(out, (nbh, nbw, qh, qw, batch, out.shape[-1]))
+        out = ops.reshape(ops.transpose(out, (4, 0, 2, 1, 3, 5)),
+                          (batch, nbh * qh, nbw * qw, out.shape[-1]))
+        return out[:, :height, :width]
 
     def _attention(self, query, key, value, plan, training, dropout):
         """Float32 softmax attention over the computed memory positions.

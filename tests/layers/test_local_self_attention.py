@@ -60,9 +60,45 @@ def test_2d_matches_masked_full_attention(height, width, query_shape, memory_fla
                                            atol=1e-6, rtol=1e-5)
 
 
+# Flanges that are multiples of the block: the windows are gathered as whole
+# blocks (`_block_shifts`), with and without padding, a flange of 0 in one
+# axis, flanges of several blocks.
+CASES_WHOLE_BLOCKS = [
+    (6, 7, (2, 2), (2, 2)),
+    (5, 9, (2, 3), (2, 3)),
+    (7, 6, (1, 2), (2, 4)),
+    (4, 4, (2, 2), (4, 2)),
+    (5, 5, (3, 3), (0, 3)),
+]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("height,width,query_shape,memory_flange",
+                         CASES_2D + CASES_WHOLE_BLOCKS)
+def test_2d_output_alone_matches_masked_full_attention(height, width, query_shape,
+                                                       memory_flange, causal):
+    # Without the scores (on PyTorch: the fused-kernel path, blocks first).
+    x = _input((3, height, width, 6), seed=1)
+    layer = _layer(LocalSelfAttention2D, x, num_heads=2, key_dim=3, value_dim=4,
+                   query_shape=query_shape, memory_flange=memory_flange, causal=causal,
+                   output_shape=5, data_format="channels_last")
+    expected, _ = ref.local_attention_2d(x, ref.layer_weights(layer), query_shape,
+                                         memory_flange, causal)
+    np.testing.assert_allclose(testing.to_numpy(layer(x)), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("height,width,query_shape,memory_flange", CASES_WHOLE_BLOCKS)
+def test_2d_whole_block_windows_match_masked_full_attention(height, width, query_shape,
+                                                            memory_flange, causal):
+    test_2d_matches_masked_full_attention(height, width, query_shape, memory_flange,
+                                          causal)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("length,query_length,memory_length",
-                         [(9, 3, 3), (10, 3, 2), (7, 4, 5), (8, 8, 0), (5, 2, 0)])
+                         [(9, 3, 3), (10, 3, 2), (7, 4, 5), (8, 8, 0), (5, 2, 0),
+                          (11, 3, 6)])
 def test_1d_matches_masked_full_attention(length, query_length, memory_length, causal):
     x = _input((2, length, 5))
     layer = _layer(LocalSelfAttention1D, x, num_heads=3, key_dim=2,
@@ -75,6 +111,7 @@ def test_1d_matches_masked_full_attention(length, query_length, memory_length, c
     real = np.arange(scores.shape[2] * query_length).reshape(scores.shape[2], -1) < length
     np.testing.assert_allclose(scores[:, :, real], expected_scores[:, :, real],
                                atol=1e-6, rtol=1e-5)
+    np.testing.assert_allclose(testing.to_numpy(layer(x)), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_1d_is_2d_on_one_row():

@@ -30,16 +30,14 @@ from tests import testing
 
 BACKEND = keras.backend.backend()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: The applications in tiny configurations (`tests/distribution_worker.py`).
-#: NonLocalResNet50 is the full ResNet-50: its compilation alone takes minutes on
-#: two cores, so it runs with KAV_LARGE_TESTS=1 only (the CI runs its small
-#: sibling NonLocalResNet, the same blocks and layers).
+#: The applications in tiny configurations (`tests/distribution_worker.py`);
+#: NonLocalResNet50 is the full ResNet-50 on 32x32 images (about 1.5 minutes
+#: per backend on two cores, most of it compiling).
 APPS = ("ram", "ram_moving_average", "show_attend_tell_hard", "sagan", "pixelcnn",
         "image_transformer", "attention_vgg", "non_local_resnet")
 if hasattr(applications, "VisualSearchAgent"):
     APPS += ("visual_search",)
-if os.environ.get("KAV_LARGE_TESTS") == "1":
-    APPS += ("non_local_resnet50",)
+APPS += ("non_local_resnet50",)
 LAYOUT_APPS = ("image_transformer", "sagan")
 NO_ENGINE = "tf.distribute and keras.distribution drive TensorFlow and JAX only"
 
@@ -108,17 +106,14 @@ def test_step_on_two_replicas_is_the_step_on_one_device(data_parallel, name):
     # the batch-norm statistics, the moving-average baseline), the logged
     # loss and the metrics (RAM's reward) agree. The step must have moved the
     # weights by far more than the tolerance, or the check says nothing.
+    # NonLocalResNet50 starts with its residual branches scaled down (see
+    # `tests/distribution_worker.py`): from Keras's initialisation its step
+    # is so ill-conditioned that one device's float32 step is 2% away from
+    # the float64 one.
     result = _app(data_parallel, name)
     assert result["max_weight_change"] > 1e-3, result
-    if name == "non_local_resnet50":
-        # The full ResNet-50 from scratch with 4 images per replica: batch
-        # statistics of activations in the hundreds (moving variances move by
-        # ~7 in one step) amplify the float32 rounding of the reordered
-        # reductions, on JAX (one global program) as on TF; measured: JAX
-        # 4.2e-2 of a change of 7.1, TF 1.3e-1 of 5.8. Relative tolerance for
-        # this model only (opt-in, KAV_LARGE_TESTS=1).
-        assert result["max_weight_diff"] < 5e-2 * result["max_weight_change"], result
-        return
+    if BACKEND == "tensorflow":  # every batch norm, nested ones included, synchronised
+        assert result["synchronized"] == result["batch_norms"], result
     assert result["max_weight_diff"] < 1e-5, result
     for key, diff in result["metric_diffs"].items():
         assert diff < 1e-5, (key, result)

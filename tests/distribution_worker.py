@@ -171,7 +171,7 @@ def _apps():
             lambda: applications.VisualSearchAgent(
                 input_shape=(24, 24, 1), classes=3, num_fixations=3, patch_size=4,
                 num_scales=2, glimpse_hidden=8, glimpse_units=8, core_units=8, std=0.2,
-                seed=0),
+                recognition_weight=1.0, seed=0),
             scenes, 0.1)
     return apps
 
@@ -218,7 +218,10 @@ def _training_set_loss(name, model, x, y, fakes=None):
     training loss has a sampled REINFORCE term. SAGAN: the summed loss of a
     GAN is a game's value, which need not fall; what must fall is the
     discriminator's hinge loss on the training images and on a fixed set of
-    images of the initial generator (`fakes`, made on the first call).
+    images of the initial generator (`fakes`, made on the first call). The
+    visual search agent: its greedy search's return barely moves in a few
+    tiny epochs, so its "found" decision on fixed glimpses
+    (`_recognition_loss`).
     """
     import numpy as np
 
@@ -231,9 +234,35 @@ def _training_set_loss(name, model, x, y, fakes=None):
         return float(hinge_discriminator_loss(
             model.discriminator(x, training=False),
             model.discriminator(fakes["images"], training=False)))
+    if name == "visual_search":
+        return _recognition_loss(model, x, y)
     logs = model.evaluate(x, y, verbose=0, return_dict=True) if y is not None else \
         model.evaluate(x, verbose=0, return_dict=True)
     return float(logs["loss"])
+
+
+def _recognition_loss(model, x, boxes):
+    """The visual search agent's "found" decision on fixed glimpses of its scenes.
+
+    For each scene with its target present, one glimpse at the centre of the
+    target's box: the binary cross-entropy (computed here, in NumPy) of the
+    "found" logit asked for the true target against 1, and asked for another
+    class against 0. A function of the weights only (nothing is sampled);
+    the agent's recognition term trains it (`recognition_weight=1`).
+    """
+    import numpy as np
+
+    scenes, targets = x
+    present = boxes[:, 2] > boxes[:, 0]
+    centres = (boxes[present, :2] + boxes[present, 2:]) / 2.0
+    size = np.array(scenes.shape[1:3], "float64")
+    locations = (2.0 * centres / size - 1.0).astype("float32")
+    scenes, targets = scenes[present], targets[present]
+    others = (targets + 1) % model.classes
+    positive = np.asarray(model.found_logits_at(scenes, targets, locations), "float64")
+    negative = np.asarray(model.found_logits_at(scenes, others, locations), "float64")
+    bce = lambda z, label: np.logaddexp(0.0, z) - label * z  # noqa: E731
+    return float(np.mean(bce(positive, 1.0) + bce(negative, 0.0)))
 
 
 def _weights(model):

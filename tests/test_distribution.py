@@ -90,10 +90,12 @@ def _app(report, name):
 
 @pytest.mark.parametrize("name", APPS)
 def test_fit_under_the_engine_lowers_the_loss(data_parallel, name):
-    if name == "visual_search":
-        pytest.skip("the agent's deterministic loss (the mean path's negative return) "
-                    "stays at the fixation cost over these few tiny steps (measured "
-                    "0.06 before and after); its step equality is checked")
+    # The loss before and after 6 epochs under the engine. Where the training
+    # loss is sampled it is a deterministic loss on the training set
+    # (`_training_set_loss`); for the visual search agent the cross-entropy of
+    # its "found" decision on fixed glimpses at the targets (its greedy
+    # return stays at the fixation cost in so short a run). With a learning
+    # rate of 0 the two are equal and this fails (checked by hand).
     result = _app(data_parallel, name)
     assert np.all(np.isfinite(result["losses"])), result["losses"]
     assert result["last"] < result["first"], result

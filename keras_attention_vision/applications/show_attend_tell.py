@@ -113,9 +113,16 @@ class ShowAttendTell(keras.Model):
             channels_first).
         encoder: a Keras model or layer from images (in `data_format`) to a
             feature map (in `data_format`), e.g. a `keras.applications` model
-            with `include_top=False`; `None` builds a small CNN (three 3x3
-            convolution stages with two 2x2 max-pools: a stride-4 map).
+            with `include_top=False`; `None` builds a small CNN (three
+            convolution stages with two 2x2 max-pools: a stride-4 map; see
+            `encoder_receptive_field`).
         encoder_filters: filters of the built-in encoder's stages.
+        encoder_receptive_field: the receptive field, in pixels, of the
+            built-in encoder's annotation vectors (both give a stride-4 map):
+            `20` (3x3 convolutions `f1, f1` / pool / `f2` / pool / `f3`) or
+            `10` (3x3 `f1` / pool / 3x3 `f2` / pool / 1x1 `f3`): each vector
+            then sees little beyond its own 4x4 cell, so the decoder has to
+            attend to an object to describe it, not to its neighbour.
         coordinates: append the `(y, x)` position of each cell (in `[-1, 1]`)
             to its annotation vector, so the decoder can tell left from right
             (our addition; the paper's VGG features carry position implicitly).
@@ -168,7 +175,7 @@ class ShowAttendTell(keras.Model):
     """
 
     def __init__(self, vocabulary=None, input_shape=(32, 32, 3), encoder=None,
-                 encoder_filters=(32, 64, 64), coordinates=True, embedding_dim=64,
+                 encoder_filters=(32, 64, 64), encoder_receptive_field=20, coordinates=True, embedding_dim=64,
                  units=128, attention_units=64, attention="soft", use_gate=True,
                  attention_regularization=1.0, reward_weight=0.1, entropy_weight=0.002,
                  baseline_momentum=0.9, expectation_probability=0.5, dropout=0.0,
@@ -195,6 +202,8 @@ class ShowAttendTell(keras.Model):
                              f"Received: encoder_filters={encoder_filters!r}")
         for f in self.encoder_filters:
             check_positive_int("encoder_filters", f)
+        self.encoder_receptive_field = check_choice(
+            "encoder_receptive_field", encoder_receptive_field, (20, 10))
         self.coordinates = check_bool("coordinates", coordinates)
         self.embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         self.units = check_positive_int("units", units)
@@ -276,12 +285,14 @@ class ShowAttendTell(keras.Model):
         f1, f2, f3 = self.encoder_filters
         inputs = keras.Input(self._channels_last_image_shape())
         conv = dict(padding="same", activation="relu", data_format="channels_last")
+        local = self.encoder_receptive_field == 10
         x = keras.layers.Conv2D(f1, 3, **conv)(inputs)
-        x = keras.layers.Conv2D(f1, 3, **conv)(x)
+        if not local:
+            x = keras.layers.Conv2D(f1, 3, **conv)(x)
         x = keras.layers.MaxPooling2D(2, data_format="channels_last")(x)
         x = keras.layers.Conv2D(f2, 3, **conv)(x)
         x = keras.layers.MaxPooling2D(2, data_format="channels_last")(x)
-        x = keras.layers.Conv2D(f3, 3, **conv)(x)
+        x = keras.layers.Conv2D(f3, 1 if local else 3, **conv)(x)
         return keras.Model(inputs, x, name="encoder")
 
     def get_config(self):
@@ -291,6 +302,7 @@ class ShowAttendTell(keras.Model):
             "encoder": (keras.saving.serialize_keras_object(self.encoder)
                         if self.custom_encoder else None),
             "encoder_filters": self.encoder_filters,
+            "encoder_receptive_field": self.encoder_receptive_field,
             "coordinates": self.coordinates,
             "embedding_dim": self.embedding_dim,
             "units": self.units,

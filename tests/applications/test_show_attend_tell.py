@@ -143,6 +143,49 @@ class ShowAttendTellTest(testing.TestCase):
         assert again["captions"] == out["captions"]
         np.testing.assert_allclose(again["scores"], out["scores"], atol=1e-5)
 
+    def test_generated_attention_is_the_alpha_that_predicted_each_word(self):
+        # Word t of a caption comes with alpha_t, computed at the step that
+        # predicts it: teacher forcing on the generated caption gives the same maps.
+        model = _model()
+        images = _images(3, seed=2)
+        out = model.generate(images, beam_width=2, max_length=5)
+        for i in range(3):
+            words = out["tokens"][i]
+            tokens = np.array([[START] + words + [END]], "int32")
+            alpha = testing.to_numpy(model([images[i:i + 1], tokens])["alpha"])[0]
+            np.testing.assert_allclose(out["attention"][i].reshape(len(words), -1),
+                                       alpha[:len(words)], atol=1e-5)
+        # alpha_t comes from h_{t-1} (eq. 4-6): the map that predicts word 2 has
+        # not read word 1 yet, so two captions that differ from word 1 on have
+        # the same maps for words 1 and 2 and different ones for word 3.
+        first = model([images[:1], np.array([[START, 4, 5, 6, END]], "int32")])["alpha"]
+        other = model([images[:1], np.array([[START, 9, 10, 11, END]], "int32")])["alpha"]
+        first, other = testing.to_numpy(first)[0], testing.to_numpy(other)[0]
+        np.testing.assert_allclose(first[:2], other[:2], atol=1e-6)
+        assert np.abs(first[2] - other[2]).max() > 1e-5
+
+    def test_encoder_receptive_field(self):
+        # Which 4x4 cells of the stride-4 map see pixel (13, 13)? The receptive
+        # field of cell i (per axis) is [4i - 3, 4i + 6] (10 px) or
+        # [4i - 8, 4i + 11] (20 px): rows/columns {2, 3, 4} or {1, ..., 5}.
+        images = np.random.default_rng(3).uniform(size=(1, 32, 32, 3)).astype("float32")
+        moved = images.copy()
+        moved[0, 13, 13] += 5.0
+        for field, seen in ((10, [2, 3, 4]), (20, [1, 2, 3, 4, 5])):
+            model = ShowAttendTell(WORDS, **{**SMALL, "input_shape": (32, 32, 3),
+                                             "encoder_filters": (8, 8, 8)},
+                                   encoder_receptive_field=field)
+            model.build()
+            testing.perturb_weights(model)
+            change = np.abs(testing.to_numpy(model.encoder(moved))
+                            - testing.to_numpy(model.encoder(images)))[0].max(-1)
+            expected = np.zeros((8, 8), bool)
+            expected[np.ix_(seen, seen)] = True
+            np.testing.assert_array_equal(change > 1e-6, expected, err_msg=str(field))
+            assert model.get_config()["encoder_receptive_field"] == field
+        with pytest.raises(ValueError, match="encoder_receptive_field=12"):
+            ShowAttendTell(WORDS, **SMALL, encoder_receptive_field=12)
+
     def test_custom_encoder(self):
         inputs = keras.Input((16, 16, 3))
         features = keras.layers.Conv2D(5, 3, strides=4, padding="same")(inputs)

@@ -54,9 +54,16 @@ def add_arguments(parser):
                         help="mnist: random translations of up to this many pixels "
                         "(fresh every epoch); other presets redraw canvases every epoch")
     parser.add_argument("--rotate", type=float, default=10.0,
-                        help="mnist: random rotations of up to this many degrees")
+                        help="mnist and --digit-augment affine: random rotations of up to "
+                        "this many degrees")
     parser.add_argument("--zoom", type=float, default=0.1,
-                        help="mnist: random zoom in [1 - zoom, 1 + zoom]")
+                        help="mnist and --digit-augment affine: random zoom in "
+                        "[1 - zoom, 1 + zoom]")
+    parser.add_argument("--digit-augment", choices=["none", "affine"], default="none",
+                        help="translated/cluttered presets: 'affine' rotates and zooms "
+                        "each training digit (--rotate, --zoom, fresh every epoch) "
+                        "before placing it on its canvas; 'none' (the paper's data): "
+                        "the digits as they are")
     parser.add_argument("--samples", type=int, default=10,
                         help="M of the Monte Carlo test-time average (reported beside M=1)")
     parser.add_argument("--log-every", type=int, default=10)
@@ -115,7 +122,12 @@ def affine_images(images, max_shift, max_degrees, max_zoom, rng):
     return out[..., None] if squeeze else out
 
 
-def _data(preset, seed):
+def _data(preset, seed, digit_augment=None):
+    """`(train_epoch(rng), x_test, y_train, y_test)` of a preset.
+
+    `digit_augment(digits, rng)`, if given, transforms the `(N, 28, 28)`
+    training digits (floats in [0, 1]) before they are placed on the canvases.
+    """
     from keras_attention_vision.datasets import load_mnist, make_cluttered_mnist
 
     (x_train, y_train), (x_test, y_test) = load_mnist("embedded", verbose=False)
@@ -128,10 +140,30 @@ def _data(preset, seed):
     x_test_c, _ = make_cluttered_mnist(x_test, size, clutter, seed=10_000 + seed)
 
     def train_epoch(rng):
-        return make_cluttered_mnist(x_train, size, clutter,
+        digits = x_train
+        if digit_augment is not None:
+            digits = digit_augment(x_train.astype("float32") / 255.0, rng)
+        return make_cluttered_mnist(digits, size, clutter,
                                     seed=int(rng.integers(2**31)))[0]
 
     return train_epoch, x_test_c, y_train, y_test
+
+
+def _digit_augment(args):
+    """`--digit-augment affine` of the canvas presets as `f(digits, rng)`, else `None`.
+
+    Rotates (up to `--rotate` degrees) and zooms (`--zoom`) each digit in its
+    28x28 box, without shifting it: the canvas placement stays uniform.
+    """
+    if args.preset == "mnist" or getattr(args, "digit_augment", "none") != "affine":
+        return None
+
+    def augment(digits, rng):
+        import numpy as np
+
+        return np.clip(affine_images(digits, 0, args.rotate, args.zoom, rng), 0.0, 1.0)
+
+    return augment
 
 
 def _configure(seed):
@@ -254,7 +286,8 @@ def run(args, epochs, verbose=True):
 
     _configure(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
-    train_epoch, x_test, y_train, y_test = _data(args.preset, args.seed)
+    train_epoch, x_test, y_train, y_test = _data(args.preset, args.seed,
+                                                 _digit_augment(args))
     model = RecurrentAttentionModel.from_preset(args.preset, **_overrides(args))
     steps = int(np.ceil(len(y_train) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate,

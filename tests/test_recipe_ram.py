@@ -1,0 +1,72 @@
+"""The RAM recipe's data: digit augmentation of the canvas presets (NumPy only)."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from keras_attention_vision.datasets import load_mnist, make_cluttered_mnist
+from keras_attention_vision.recipes import ram
+
+
+def _args(*extra):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", type=int, default=0)
+    ram.add_arguments(parser)
+    return parser.parse_args(list(extra))
+
+
+def test_digit_augment_is_off_by_default_and_for_mnist():
+    assert _args("--preset", "translated").digit_augment == "none"
+    assert ram._digit_augment(_args("--preset", "translated")) is None
+    assert ram._digit_augment(_args("--preset", "mnist", "--digit-augment", "affine")) is None
+    assert callable(ram._digit_augment(
+        _args("--preset", "cluttered60", "--digit-augment", "affine")))
+
+
+def test_train_canvases_hold_the_augmented_digits():
+    flipped = []
+
+    def flip(digits, rng):  # an augmentation whose result is known
+        assert digits.shape[1:] == (28, 28) and digits.max() <= 1.0
+        flipped.append(digits[:, ::-1, :])
+        return flipped[-1]
+
+    train_epoch, _, y_train, _ = ram._data("translated", 0, flip)
+    canvases = train_epoch(np.random.default_rng(5))
+    # the same draw of the placement seed, on the flipped digits
+    seed = int(np.random.default_rng(5).integers(2**31))
+    expected, boxes = make_cluttered_mnist(flipped[0], 60, 0, seed=seed)
+    np.testing.assert_array_equal(canvases, expected)
+    (x_train, _), _ = load_mnist("embedded", verbose=False)
+    y0, x0 = boxes[0, :2]
+    np.testing.assert_allclose(canvases[0, y0:y0 + 28, x0:x0 + 28, 0],
+                               x_train[0, ::-1, :] / 255.0, atol=1e-6)
+    assert len(canvases) == len(y_train)
+
+
+def test_affine_digit_augment_with_zero_range_is_the_identity():
+    augment = ram._digit_augment(_args("--preset", "translated", "--digit-augment",
+                                       "affine", "--rotate", "0", "--zoom", "0"))
+    digits = np.random.default_rng(0).random((4, 28, 28)).astype("float32")
+    np.testing.assert_allclose(augment(digits, np.random.default_rng(1)), digits,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("degrees,zoom", [(10.0, 0.1), (30.0, 0.0)])
+def test_affine_images_moves_a_blob_where_the_rotation_and_zoom_send_it(degrees, zoom):
+    # a 3x3 blob at (8, 19); output p reads input R(-angle) (p - c) / zoom + c
+    image = np.zeros((1, 28, 28), "float32")
+    image[0, 7:10, 18:21] = 1.0
+    out = ram.affine_images(image, 0, degrees, zoom, np.random.default_rng(3))[0]
+    replay = np.random.default_rng(3)  # the draws of affine_images, in its order
+    angle = np.deg2rad(replay.uniform(-degrees, degrees, 1))[0]
+    scale = replay.uniform(1 - zoom, 1 + zoom, 1)[0]
+    c = 13.5
+    q = np.array([8.0, 19.0]) - c
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    expected = scale * rotation @ q + c
+    rows, cols = np.indices(out.shape)
+    centroid = np.array([(rows * out).sum(), (cols * out).sum()]) / out.sum()
+    np.testing.assert_allclose(centroid, expected, atol=0.3)
+    assert abs(angle) > 0.01  # the draw did rotate

@@ -16,7 +16,11 @@ from keras_attention_vision.layers.validation import (
     standardize_data_format,
 )
 from keras_attention_vision.losses import weighted_mean
-from keras_attention_vision.presets import check_weights_argument, load_application_weights
+from keras_attention_vision.presets import (
+    check_weights_argument,
+    load_application_weights,
+    preset_arguments,
+)
 from keras_attention_vision.reinforce import (
     MovingAverageBaseline,
     reinforce_loss,
@@ -144,10 +148,9 @@ class ShowAttendTell(keras.Model):
         data_format: `"channels_last"`, `"channels_first"` or `None`.
         seed: seed of the hard-attention sampling.
         name: model name.
-        weights: `None` (random initialisation), a preset name (the other
-            arguments, the vocabulary included, must match the preset's:
-            `keras_attention_vision.presets.load_preset(name)` builds it with
-            them), or the path of a `.weights.h5` file of a model of the
+        weights: `None` (random initialisation), a preset name (arguments
+            not passed, the vocabulary included, are the preset's; those
+            passed must match them), or the path of a `.weights.h5` file of a model of the
             same configuration.
 
     Call arguments:
@@ -174,6 +177,7 @@ class ShowAttendTell(keras.Model):
     ```
     """
 
+    @preset_arguments("ShowAttendTell")
     def __init__(self, vocabulary=None, input_shape=(32, 32, 3), encoder=None,
                  encoder_filters=(32, 64, 64), encoder_receptive_field=20, coordinates=True, embedding_dim=64,
                  units=128, attention_units=64, attention="soft", use_gate=True,
@@ -285,14 +289,16 @@ class ShowAttendTell(keras.Model):
         f1, f2, f3 = self.encoder_filters
         inputs = keras.Input(self._channels_last_image_shape())
         conv = dict(padding="same", activation="relu", data_format="channels_last")
+        pool = dict(pool_size=2, data_format="channels_last")
         local = self.encoder_receptive_field == 10
-        x = keras.layers.Conv2D(f1, 3, **conv)(inputs)
+        # Named layers: the weights' paths do not depend on how many models exist.
+        x = keras.layers.Conv2D(f1, 3, name="conv1", **conv)(inputs)
         if not local:
-            x = keras.layers.Conv2D(f1, 3, **conv)(x)
-        x = keras.layers.MaxPooling2D(2, data_format="channels_last")(x)
-        x = keras.layers.Conv2D(f2, 3, **conv)(x)
-        x = keras.layers.MaxPooling2D(2, data_format="channels_last")(x)
-        x = keras.layers.Conv2D(f3, 1 if local else 3, **conv)(x)
+            x = keras.layers.Conv2D(f1, 3, name="conv1b", **conv)(x)
+        x = keras.layers.MaxPooling2D(name="pool1", **pool)(x)
+        x = keras.layers.Conv2D(f2, 3, name="conv2", **conv)(x)
+        x = keras.layers.MaxPooling2D(name="pool2", **pool)(x)
+        x = keras.layers.Conv2D(f3, 1 if local else 3, name="conv3", **conv)(x)
         return keras.Model(inputs, x, name="encoder")
 
     def get_config(self):

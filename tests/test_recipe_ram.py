@@ -16,9 +16,12 @@ def _args(*extra):
     return parser.parse_args(list(extra))
 
 
-def test_digit_augment_is_off_by_default_and_for_mnist():
-    assert _args("--preset", "translated").digit_augment == "none"
-    assert ram._digit_augment(_args("--preset", "translated")) is None
+def test_digit_augment_defaults_per_preset_and_the_papers_data_by_name():
+    # translated: affine by default; the cluttered presets: the paper's data
+    assert callable(ram._digit_augment(_args("--preset", "translated")))
+    assert ram._digit_augment(_args("--preset", "cluttered100")) is None
+    assert ram._digit_augment(_args("--preset", "translated", "--digit-augment",
+                                    "none")) is None
     assert ram._digit_augment(_args("--preset", "mnist", "--digit-augment", "affine")) is None
     assert callable(ram._digit_augment(
         _args("--preset", "cluttered60", "--digit-augment", "affine")))

@@ -12,11 +12,21 @@ run, on the active Keras backend, and prints the speed-up full / local: the
 median over rounds of the per-round ratio (each round times both models,
 the median step of each).
 
+On a machine shared with other jobs, `--threads 1 --cpu-time` gives steadier
+figures: one intra-op thread on TensorFlow and PyTorch (a parallel kernel
+whose threads are descheduled by other jobs waits for the slowest), and the
+process's CPU time instead of wall-clock time (JAX's XLA keeps its own
+threads; its CPU time then counts all of them, on both sides alike).
+
 Usage: `KERAS_BACKEND=jax python benchmarks/local_vs_full_attention.py [--steps 3]`
 """
 
 import argparse
+import os
+import time
+import types
 
+import _timing
 import keras
 import numpy as np
 from _timing import describe, paired_ratio
@@ -82,7 +92,14 @@ def main(argv=None):
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
                         help="Model.compile's jit_compile for both models (Keras's "
                         "'auto' means no XLA for TensorFlow on a CPU)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads of TensorFlow / PyTorch (default: theirs)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process's CPU time instead of wall clock")
     args = parser.parse_args(argv)
+    _set_threads(args.threads)
+    if args.cpu_time:  # _timing reads time.perf_counter: give it the CPU clock
+        _timing.time = types.SimpleNamespace(perf_counter=time.process_time)
     keras.utils.set_random_seed(0)
     causal = not args.non_causal
     shape = (args.size, args.size, args.channels)
@@ -111,7 +128,9 @@ def main(argv=None):
           f"{args.size}, {args.channels}) heads={args.heads} "
           f"query_shape=({args.block}, {args.block}) "
           f"memory_flange=({args.flange}, {args.flange}) causal={causal} "
-          f"jit_compile={args.jit_compile}")
+          f"jit_compile={args.jit_compile} threads={args.threads or 'default'} "
+          f"clock={'CPU time' if args.cpu_time else 'wall'} "
+          f"load average={os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"same output: max |local - full| = {gap:.1e}")
     print(f"LocalSelfAttention2D           fwd+bwd step: {t_local * 1e3:9.1f} ms")
     print(f"MultiHeadAttention + local mask fwd+bwd step: {t_full * 1e3:9.1f} ms")
@@ -123,6 +142,21 @@ def main(argv=None):
               "where each masked-softmax pass of the local layer is its own kernel; "
               "compile with jit_compile=True (--jit-compile true) for the XLA figure")
     return speedup
+
+
+def _set_threads(threads):
+    if threads is None:
+        return
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
 def _tf_has_gpu():

@@ -49,7 +49,8 @@ PRESETS = {
     "ram_translated": {
         "backend": "jax",
         "recipe": "ram",
-        "train": ["--preset", "translated", "--epochs", "100", "--log-every", "20"],
+        "train": ["--preset", "translated", "--epochs", "100", "--digit-augment", "none",
+                  "--log-every", "20"],
         "data": EMBEDDED + ", each digit placed at random on a 60x60 canvas "
                 "(new canvases every epoch; the test canvases use seed 10,000)",
         "summary": "translated MNIST 60x60, 8 glimpses of 12x12 at 3 scales (short run)",

@@ -13,7 +13,10 @@ from keras_attention_vision.layers.local_self_attention import (
     LocalSelfAttention2D,
     generation_order,
 )
-from keras_attention_vision.layers.positional_encoding import PositionalEncoding2D
+from keras_attention_vision.layers.positional_encoding import (
+    PositionalEncoding2D,
+    sinusoids,
+)
 from keras_attention_vision.layers.validation import (
     check_bool,
     check_choice,
@@ -23,11 +26,16 @@ from keras_attention_vision.layers.validation import (
     check_positive_int,
 )
 from keras_attention_vision.metrics import BitsPerDim
-from keras_attention_vision.presets import check_weights_argument, load_application_weights
+from keras_attention_vision.presets import (
+    check_weights_argument,
+    load_application_weights,
+    preset_arguments,
+)
 from keras_attention_vision.sampling import AutoregressiveImageModel
 
 CATEGORIES = 256
 ATTENTIONS = ("1d", "2d")
+LOW_RESOLUTION_POSITIONS = ("aligned", "grid")
 
 
 def _check_image_shape(name, shape):
@@ -68,6 +76,8 @@ class ImageTransformerLayer(keras.layers.Layer):
         h: `(batch, ..., d)` channels-last positions.
         attended: the self-attention output, the shape of `h`.
         encoded: `None`, or the encoder output `(batch, L, d)`.
+        cross_mask: `None`, or booleans `(1 or batch, positions of h, L)`:
+            where the cross-attention may look.
         training: enables the dropout.
 
     Returns:
@@ -115,17 +125,18 @@ class ImageTransformerLayer(keras.layers.Layer):
                        "cross_attention": self.cross_attention})
         return config
 
-    def call(self, h, attended, encoded=None, training=None):
+    def call(self, h, attended, encoded=None, training=None, cross_mask=None):
         h = self.attention_norm(h + self.dropout_layer(attended, training=training))
         if self.cross_attention:
             shape = ops.shape(h)
             flat = ops.reshape(h, (shape[0], -1, self.hidden_size))
-            crossed = ops.reshape(self.cross(flat, encoded, training=training), shape)
+            crossed = ops.reshape(self.cross(flat, encoded, attention_mask=cross_mask,
+                                             training=training), shape)
             h = self.cross_norm(h + self.dropout_layer(crossed, training=training))
         ff = self.ffn_output(self.ffn_hidden(h))
         return self.ffn_norm(h + self.dropout_layer(ff, training=training))
 
-    def inference_step(self, h, attended, encoded=None):
+    def inference_step(self, h, attended, encoded=None, cross_mask=None):
         """`call` at inference, running the sub-layers' `call` directly.
 
         Skips `Layer.__call__` (its bookkeeping costs more than the tiny
@@ -136,7 +147,8 @@ class ImageTransformerLayer(keras.layers.Layer):
         if self.cross_attention:
             shape = ops.shape(h)
             flat = ops.reshape(h, (shape[0], -1, self.hidden_size))
-            crossed = ops.reshape(self.cross(flat, encoded, training=False), shape)
+            crossed = ops.reshape(self.cross(flat, encoded, attention_mask=cross_mask,
+                                             training=False), shape)
             h = self.cross_norm.call(h + crossed)
         ff = self.ffn_output.call(self.ffn_hidden.call(h))
         return self.ffn_norm.call(h + ff)
@@ -179,7 +191,22 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
     whole low-resolution grid), and every decoder layer attends to its output
     (cross-attention after the self-attention, as in the paper's
     encoder-decoder). The inputs are then `[images, low_resolution]`;
-    `super_resolve(low_resolution)` samples high-resolution images.
+    `super_resolve(low_resolution)` samples high-resolution images. The
+    encoder's positions (`low_resolution_positions`): `"aligned"` (default)
+    encodes each low-resolution pixel at the centre of the high-resolution
+    area it covers, in the decoder's coordinates (low-resolution row `i` of
+    a `f`-times smaller image is row `f * (i + 1/2) - 1/2`; sub-pixel columns
+    likewise), with the decoder's sinusoids (or its learned row and column
+    embeddings, at the nearest row and column), so that a decoder query can
+    find the low-resolution pixel under it by position; `"grid"` encodes
+    the low-resolution grid's own row and column indices (0, 1, 2, ...), on
+    a scale unrelated to the decoder's. The paper does not say which it used.
+    `cross_attention_radius=r` (not in the paper) further restricts each
+    decoder position to the `(2r + 1) x (2r + 1)` low-resolution pixels
+    around the one it lies in, and `low_resolution_values=True` (not in the
+    paper) adds to each low-resolution embedding a linear map of its value:
+    the block means of a downscaled image take many grey levels, each too
+    rare for its own embedding row to learn quickly what it means.
 
     `fit(images)` trains it on images alone (NLL in nats per dimension,
     reduced as Keras's losses reduce, `sample_weight` included; bits/dim
@@ -219,9 +246,18 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
         low_resolution_shape: `None`, or the `(rows, cols, channels)` of the
             low-resolution images of super-resolution.
         encoder_layers: layers of the super-resolution encoder.
+        low_resolution_positions: `"aligned"` or `"grid"`, the positional
+            encoding of the super-resolution encoder (see above).
+        cross_attention_radius: `None` (every decoder position attends to
+            every low-resolution sub-pixel, as in the paper), or `r`: only to
+            those within `r` low-resolution rows and columns of the pixel it
+            lies in (a boolean mask on the cross-attention; not in the paper).
+        low_resolution_values: also add a learned linear map of each
+            low-resolution value (scaled to [-1, 1]) to its embedding, so that
+            nearby grey levels start out close (not in the paper).
         learned_positions: learned row/column embeddings instead of sinusoids.
-        weights: `None`, a preset name (the other arguments must match the
-            preset's; `presets.load_preset(name)` builds it with them), or the
+        weights: `None`, a preset name (the arguments not passed are the
+            preset's, those passed must match it), or the
             path of a weights file (`.weights.h5`) saved
             from a model of the same configuration.
         name: model name.
@@ -248,12 +284,14 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
     # PyTorch eager sampler: every step computes one position per image
     eager_sampler_threads = 1
 
+    @preset_arguments("ImageTransformer")
     def __init__(self, input_shape=(28, 28, 1), attention="2d", num_layers=4,
                  hidden_size=64, num_heads=4, filter_size=None, query_shape=(8, 8),
                  memory_flange=(8, 8), query_length=64, memory_length=128, dropout=0.0,
                  num_classes=None, low_resolution_shape=None, encoder_layers=2,
-                 learned_positions=False, weights=None, name="image_transformer",
-                 **kwargs):
+                 learned_positions=False, low_resolution_positions="aligned",
+                 cross_attention_radius=None, low_resolution_values=False,
+                 weights=None, name="image_transformer", **kwargs):
         check_weights_argument(weights, "ImageTransformer")
         super().__init__(name=name, **kwargs)
         input_shape = _check_image_shape("input_shape", input_shape)
@@ -280,6 +318,11 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
                     f"input_shape={input_shape}")
         check_positive_int("encoder_layers", encoder_layers)
         check_bool("learned_positions", learned_positions)
+        check_choice("low_resolution_positions", low_resolution_positions,
+                     LOW_RESOLUTION_POSITIONS)
+        if cross_attention_radius is not None:
+            check_non_negative_int("cross_attention_radius", cross_attention_radius)
+        check_bool("low_resolution_values", low_resolution_values)
         if hidden_size % 4 or hidden_size % num_heads:
             raise ValueError(
                 "`hidden_size` must be a multiple of 4 (positional encoding: half the "
@@ -301,6 +344,9 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
         self.low_resolution_shape = low_resolution_shape
         self.encoder_layers = encoder_layers
         self.learned_positions = learned_positions
+        self.low_resolution_positions = low_resolution_positions
+        self.cross_attention_radius = cross_attention_radius
+        self.low_resolution_values = low_resolution_values
         self.channels = channels
         self.categories = CATEGORIES
         self.distribution = "categorical"
@@ -343,6 +389,9 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
             self.low_embedding = keras.layers.Embedding(CATEGORIES * channels, d,
                                                         name="low_embedding",
                                                         dtype=policy)
+            if low_resolution_values:
+                self.low_values = keras.layers.Dense(d, name="low_values", dtype=policy)
+                self.low_values.build((None, 1))
             self.low_positions = PositionalEncoding2D(learned=learned_positions,
                                                       data_format="channels_last",
                                                       name="low_positions", dtype=policy)
@@ -355,6 +404,8 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
                 ImageTransformerLayer(d, ffn, num_heads, dropout,
                                       name=f"encoder_layer_{i}", dtype=policy)
                 for i in range(encoder_layers)]
+            # the aligned encoder positions read the decoder's (learned) ones
+            self.positions.build((None,) + self.grid + (d,))
         self.head = keras.layers.Dense(CATEGORIES, name="head", dtype="float32")
         self.bits_per_dim_metric = BitsPerDim("categorical", name="bits_per_dim")
         self._samplers = {}
@@ -383,6 +434,9 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
             "low_resolution_shape": self.low_resolution_shape,
             "encoder_layers": self.encoder_layers,
             "learned_positions": self.learned_positions,
+            "low_resolution_positions": self.low_resolution_positions,
+            "cross_attention_radius": self.cross_attention_radius,
+            "low_resolution_values": self.low_resolution_values,
         })
         return config
 
@@ -471,10 +525,77 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
         """Encoder output `(n, h * w * C, d)` of low-resolution images."""
         self._check_images(low, self.low_resolution_shape, "low_resolution")
         h = self.low_embedding(self._tokens(low, self.channels))
-        h = self.low_positions(ops.reshape(h, (-1,) + self.low_grid + (self.hidden_size,)))
+        if self.low_resolution_values:
+            values = ops.reshape(ops.cast(low, self.compute_dtype), (-1, 1))
+            values = self.low_values(values / 127.5 - 1.0)
+            h = h + ops.reshape(values, ops.shape(h))
+        h = ops.reshape(h, (-1,) + self.low_grid + (self.hidden_size,))
+        if self.low_resolution_positions == "aligned":
+            h = h + ops.cast(self._aligned_low_positions(), h.dtype)[None]
+        else:
+            h = self.low_positions(h)
         for attention, tail in zip(self.encoder_attentions, self.encoder_tails):
             h = tail(h, attention(h), None)
         return ops.reshape(h, (ops.shape(h)[0], -1, self.hidden_size))
+
+    def _low_resolution_coordinates(self):
+        """Decoder-grid coordinates `(rows, cols)` of every low-resolution sub-pixel.
+
+        Two float32 arrays of the low-resolution grid's shape `(low rows, low
+        cols * C)`: the centre of the high-resolution area each low-resolution
+        pixel covers, row `i` of an `f`-times smaller image at `f * (i + 1/2) -
+        1/2` and sub-pixel column `j * C + c` at `(f * (j + 1/2) - 1/2) * C + c`.
+        With `attention="1d"` the decoder grid is one row of sub-pixels in
+        raster order: row 0, and the raster index of the pixel nearest the centre.
+        """
+        rows, cols, channels = self.image_shape
+        low_rows, low_cols, _ = self.low_resolution_shape
+        row = rows / low_rows * (np.arange(low_rows) + 0.5) - 0.5
+        j, c = np.divmod(np.arange(low_cols * channels), channels)
+        col = cols / low_cols * (j + 0.5) - 0.5
+        row, col = np.meshgrid(row, col, indexing="ij")
+        if self.attention == "1d":
+            col = (np.floor(row + 0.5) * cols + np.floor(col + 0.5)) * channels + c
+            row = np.zeros_like(row)
+        else:
+            col = col * channels + c
+        return row.astype("float32"), col.astype("float32")
+
+    def _cross_mask(self):
+        """`None`, or booleans `(1, D, L)`: decoder sub-pixel -> visible low ones.
+
+        Decoder sub-pixels in raster order of `(rows, cols, C)`, low-resolution
+        ones likewise; visible: within `cross_attention_radius` low-resolution
+        rows and columns of the low-resolution pixel under the decoder's.
+        """
+        if self.low_resolution_shape is None or self.cross_attention_radius is None:
+            return None
+        rows, cols, _ = self.image_shape
+        low_rows, low_cols, _ = self.low_resolution_shape
+        r, c, _ = np.indices(self.image_shape).reshape(3, -1)
+        i, j, _ = np.indices(self.low_resolution_shape).reshape(3, -1)
+        under_i, under_j = r * low_rows // rows, c * low_cols // cols
+        radius = self.cross_attention_radius
+        mask = ((np.abs(i[None] - under_i[:, None]) <= radius)
+                & (np.abs(j[None] - under_j[:, None]) <= radius))
+        return mask[None]
+
+    def _aligned_low_positions(self):
+        """`(low rows, low cols * C, d)`: the decoder's encoding at aligned coordinates."""
+        row, col = (a.reshape(-1) for a in self._low_resolution_coordinates())
+        half = self.hidden_size // 2
+        if self.learned_positions:
+            rows, cols = self.grid
+            row = np.clip(np.round(row), 0, rows - 1).astype("int32")
+            col = np.clip(np.round(col), 0, cols - 1).astype("int32")
+            row_code = ops.take(self.positions.row_embeddings, row, axis=0)
+            col_code = ops.take(self.positions.column_embeddings, col, axis=0)
+        else:
+            wavelength = self.positions.max_wavelength
+            row_code = sinusoids(row, half, wavelength)
+            col_code = sinusoids(col, half, wavelength)
+        return ops.reshape(ops.concatenate([row_code, col_code], axis=-1),
+                           self.low_grid + (self.hidden_size,))
 
     def _decode(self, embedded, condition, training=None):
         """Logits from the embedded sub-pixels `(n, D, d)` (unshifted).
@@ -490,6 +611,9 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
         h = self.positions(ops.reshape(h, (n,) + self.grid + (d,)))
         if onehot is not None:
             h = h + self.class_embedding(onehot)[:, None, None, :]
+        cross_mask = self._cross_mask()
+        if cross_mask is not None:
+            cross_mask = ops.convert_to_tensor(cross_mask)
         for attention, tail in zip(self.attentions, self.tails):
             if self.attention == "1d":
                 attended = ops.reshape(
@@ -497,7 +621,7 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
                     ops.shape(h))
             else:
                 attended = attention(h, training=training)
-            h = tail(h, attended, encoded, training=training)
+            h = tail(h, attended, encoded, training=training, cross_mask=cross_mask)
         logits = self.head(h)
         return ops.reshape(logits, (n,) + self.image_shape + (CATEGORIES,))
 
@@ -568,10 +692,16 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
         def run(layer):
             return layer.call if direct else layer
 
-        def tail_step(tail, h, attended):
+        cross_masks = self._cross_mask()
+        if cross_masks is not None:
+            cross_masks = ops.convert_to_tensor(cross_masks[0])
+
+        def tail_step(tail, h, attended, p):
+            mask = None if cross_masks is None else \
+                ops.reshape(ops.take(cross_masks, p, axis=0), (1, 1, -1))
             if direct:
-                return tail.inference_step(h, attended, encoded)
-            return tail(h, attended, encoded, training=False)
+                return tail.inference_step(h, attended, encoded, cross_mask=mask)
+            return tail(h, attended, encoded, training=False, cross_mask=mask)
 
         def body(t, state):
             x, keys, values = state
@@ -606,7 +736,7 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
                                                scale=float(key_dim) ** -0.5,
                                                mask=visible)
                 out = ops.reshape(ops.cast(out, dtype), (n, 1, 1, heads, key_dim))
-                h = tail_step(tail, h, run(layer.output_dense)(out))
+                h = tail_step(tail, h, run(layer.output_dense)(out), p)
             logit = run(self.head)(h)[:, 0, 0]
             index_mask = ops.reshape(ops.cast(ops.equal(flat_ids, p), "float32"),
                                      (1,) + self.image_shape)

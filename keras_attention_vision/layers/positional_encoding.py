@@ -12,6 +12,28 @@ from keras_attention_vision.layers.validation import (
 )
 
 
+def sinusoids(positions, channels, max_wavelength=10000.0):
+    """The sinusoids of `PositionalEncoding2D` for one coordinate, at any positions.
+
+    Args:
+        positions: `(length,)` coordinates (ints or floats: a position between
+            two pixels gets the encoding between theirs).
+        channels: even number of channels `d`.
+        max_wavelength: the base of the wavelengths.
+
+    Returns:
+        `(length, channels)` float32: for `k = 0 ... d / 2 - 1`, channel `2k`
+        is `sin(p / max_wavelength ** (2k / d))` and channel `2k + 1` the
+        cosine.
+    """
+    position = ops.cast(ops.convert_to_tensor(positions), "float32")[:, None]
+    k = ops.cast(ops.arange(channels // 2), "float32")
+    inverse = ops.power(max_wavelength, -2.0 * k / channels)
+    angles = position * inverse[None, :]
+    return ops.reshape(ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1),
+                       (-1, channels))
+
+
 @kav_export("keras_attention_vision.layers.PositionalEncoding2D")
 class PositionalEncoding2D(keras.layers.Layer):
     """Adds a 2D positional encoding: half the channels the row, half the column.
@@ -107,12 +129,7 @@ class PositionalEncoding2D(keras.layers.Layer):
 
     def _sinusoids(self, length, channels):
         """`(length, channels)` float32: sin/cos interleaved (class docstring)."""
-        position = ops.cast(ops.arange(length), "float32")[:, None]
-        k = ops.cast(ops.arange(channels // 2), "float32")
-        inverse = ops.power(self.max_wavelength, -2.0 * k / channels)
-        angles = position * inverse[None, :]
-        return ops.reshape(ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1),
-                           (length, channels))
+        return sinusoids(ops.arange(length), channels, self.max_wavelength)
 
     def call(self, inputs):
         x = inputs

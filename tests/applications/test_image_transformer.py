@@ -177,8 +177,89 @@ class ImageTransformerTest(testing.TestCase):
             self.assertAllClose(again([x, labels]), before, atol=1e-5)
 
 
+@pytest.mark.parametrize("learned", [False, True])
+@pytest.mark.parametrize("shape, low_shape, factor", [
+    ((6, 6, 1), (2, 2, 1), 3),
+    ((6, 9, 3), (2, 3, 3), 3),
+])
+def test_aligned_encoder_positions_are_the_decoders_at_block_centres(
+        learned, shape, low_shape, factor):
+    # With an odd factor the centre of the area under low-resolution pixel
+    # (i, j) is the high-resolution pixel (f * i + f // 2, f * j + f // 2):
+    # its encoding is the decoder's there (sub-pixel column (.) * C + c).
+    model = ImageTransformer(input_shape=shape, num_layers=1, hidden_size=8,
+                             num_heads=2, query_shape=(3, 3), memory_flange=(0, 0),
+                             low_resolution_shape=low_shape, encoder_layers=1,
+                             learned_positions=learned)
+    _shake(model, seed=4)
+    channels = shape[-1]
+    decoder = testing.to_numpy(model.positions(
+        ops.zeros((1, shape[0], shape[1] * channels, 8))))[0]
+    aligned = testing.to_numpy(model._aligned_low_positions())
+    assert aligned.shape == (low_shape[0], low_shape[1] * channels, 8)
+    # 1D: the decoder grid is one row of sub-pixels in raster order
+    one_d = ImageTransformer(input_shape=shape, attention="1d", num_layers=1,
+                             hidden_size=8, num_heads=2, query_length=4, memory_length=4,
+                             low_resolution_shape=low_shape, encoder_layers=1,
+                             learned_positions=learned)
+    _shake(one_d, seed=5)
+    decoder_1d = testing.to_numpy(one_d.positions(
+        ops.zeros((1, 1, int(np.prod(shape)), 8))))[0, 0]
+    aligned_1d = testing.to_numpy(one_d._aligned_low_positions())
+    for i in range(low_shape[0]):
+        for j in range(low_shape[1]):
+            for c in range(channels):
+                r, x = factor * i + factor // 2, factor * j + factor // 2
+                np.testing.assert_allclose(aligned[i, j * channels + c],
+                                           decoder[r, x * channels + c], atol=1e-5)
+                np.testing.assert_allclose(aligned_1d[i, j * channels + c],
+                                           decoder_1d[(r * shape[1] + x) * channels + c],
+                                           atol=1e-5)
+    # "grid": the encoder's own layer at the grid's indices, not aligned
+    grid = ImageTransformer(input_shape=shape, num_layers=1, hidden_size=8, num_heads=2,
+                            query_shape=(3, 3), memory_flange=(0, 0),
+                            low_resolution_shape=low_shape, encoder_layers=1,
+                            low_resolution_positions="grid")
+    assert grid.get_config()["low_resolution_positions"] == "grid"
+    x, low = _images(2, shape), _images(2, low_shape, seed=1)
+    assert np.abs(testing.to_numpy(model([x, low])) - testing.to_numpy(
+        model([x, low[::-1]]))).max() > 1e-4
+
+
+def test_cross_attention_radius_limits_what_a_position_reads():
+    # 8x8 from 2x2 (each low pixel covers 4x4): radius 0 -> the one under it.
+    model = ImageTransformer(input_shape=(8, 8, 1), num_layers=1, hidden_size=8,
+                             num_heads=2, query_shape=(2, 2), memory_flange=(0, 0),
+                             low_resolution_shape=(2, 2, 1), encoder_layers=1,
+                             cross_attention_radius=0)
+    mask = model._cross_mask()[0]
+    assert mask.shape == (64, 4)
+    np.testing.assert_array_equal(np.flatnonzero(mask[5 * 8 + 2]), [2])  # low (1, 0)
+    np.testing.assert_array_equal(np.flatnonzero(mask[3 * 8 + 7]), [1])  # low (0, 1)
+    model.cross_attention_radius = 1
+    assert model._cross_mask()[0].all()  # every low pixel is a neighbour
+    # the mask reaches the cross-attention: masked encoder positions do not matter
+    tail = model.tails[0]
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(1, 8, 8, 8)).astype("float32")
+    encoded = rng.normal(size=(1, 4, 8)).astype("float32")
+    cross = ops.convert_to_tensor(mask[None])
+    base = testing.to_numpy(tail(h, h, encoded, cross_mask=cross))
+    moved = encoded.copy()
+    moved[:, 3] += 5.0  # low (1, 1): read only by the lower-right quarter
+    out = testing.to_numpy(tail(h, h, moved, cross_mask=cross))
+    changed = np.abs(out - base).max(axis=-1)[0] > 1e-5
+    expected = np.zeros((8, 8), bool)
+    expected[4:, 4:] = True
+    np.testing.assert_array_equal(changed, expected)
+
+
 @pytest.mark.parametrize("kwargs, quoted", [
     ({"attention": "3d"}, "attention='3d'"),
+    ({"low_resolution_shape": (2, 2, 1), "low_resolution_positions": "own"},
+     "low_resolution_positions='own'"),
+    ({"low_resolution_shape": (2, 2, 1), "cross_attention_radius": -1},
+     "cross_attention_radius=-1"),
     ({"hidden_size": 6}, "hidden_size=6"),
     ({"query_shape": (0, 2)}, r"query_shape=\(0, 2\)"),
     ({"memory_flange": (-1, 2)}, r"memory_flange=\(-1, 2\)"),

@@ -39,6 +39,23 @@ def test_demo_writes_its_files_and_returns_the_documented_figures(tmp_path):
     assert results["models"]["2d_flange0"]["memory_window_positions"] == 49
     assert results["test_size"] == 8 and results["train_size"] == 32
     assert results["2d_flange0_test_bits_per_dim"] == figures["test_bits_per_dim"]
+    sr = results["models"]["super_resolution"]
+    assert sr["low_resolution_positions"] == "aligned"
+    assert sr["unconditional_model"] == "2d_flange0"
+    saved = results["super_resolution_bits_per_dim_saved_fraction"]
+    free, given = results["2d_flange0_test_bits_per_dim"], sr["test_bits_per_dim"]
+    assert abs(saved - (free - given) / free) < 1e-3
+    for key in ("super_resolution_input_mae", "unconditional_input_mae"):
+        assert 0.0 <= results[key] <= 255.0
+
+
+def test_input_consistency_is_the_mean_gap_of_block_means():
+    low = np.array([[[[10.0], [200.0]]]])  # (1, 1, 2, 1)
+    exact = np.repeat(np.repeat(low, 2, axis=1), 2, axis=2)
+    assert image_transformer.input_consistency(exact, low, 2) == 0.0
+    off = exact.copy()
+    off[0, 0, 0, 0] += 8.0  # one of the four pixels of the first block
+    assert image_transformer.input_consistency(off, low, 2) == 1.0  # 2 / 2 blocks
 
 
 def test_downscale_averages_blocks():

@@ -9,13 +9,16 @@ not binarised) and reports bits/dim on the 1,000 held-out digits for:
 - 2D local attention with `--query-size` square blocks and each flange of
   `--flanges` (a larger flange is a larger memory, the paper's Table 3 claim);
 - super-resolution: MNIST averaged down to 7x7 (4x4 blocks), then 7x7 -> 28x28
-  with an encoder over the low-resolution pixels.
+  with an encoder over the low-resolution pixels, compared with the same
+  decoder without them: the fraction of bits/dim the input saves, and how far
+  samples averaged back to 7x7 are from their input (`input_consistency`).
 
 It writes `results.json`, `completions.png` (the upper half of test digits
 kept, the lower half sampled by the largest-memory 2D model) and
 `super_resolution.png` under `--output-dir/image-transformer`.
 """
 
+import argparse
 import json
 import os
 import time
@@ -56,6 +59,22 @@ def add_arguments(parser):
     parser.add_argument("--num-completions", type=int, default=8)
     parser.add_argument("--no-super-resolution", action="store_true",
                         help="skip the 7x7 -> 28x28 super-resolution model")
+    parser.add_argument("--super-resolution-epochs", type=int, default=None,
+                        help="epochs of the super-resolution model (default: --epochs)")
+    parser.add_argument("--low-resolution-positions", default="aligned",
+                        choices=["aligned", "grid"],
+                        help="positional encoding of the super-resolution encoder: "
+                             "aligned with the decoder's coordinates (default) or the "
+                             "low-resolution grid's own")
+    parser.add_argument("--cross-attention-radius", type=_radius, default=1,
+                        help="super-resolution: each high-resolution pixel attends to "
+                             "the low-resolution pixels within this many rows and "
+                             "columns of the one under it (default 1; 'all': every "
+                             "low-resolution pixel, as in the paper)")
+    parser.add_argument("--low-resolution-values", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="super-resolution: add a linear map of each low-resolution "
+                             "value to its embedding (default: on; not in the paper)")
     parser.add_argument("--only", default=None,
                         help="train only this model of the comparison: 1d or "
                              "2d_flangeF for F in --flanges (default: all of them); "
@@ -63,6 +82,16 @@ def add_arguments(parser):
     from keras_attention_vision.recipes._weights import add_weights_argument
 
     add_weights_argument(parser, "image_transformer_mnist")
+
+
+def _radius(text):
+    """`--cross-attention-radius`: an int >= 0, or 'all' (None)."""
+    if text == "all":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 or 'all'. Received: {text!r}")
+    return value
 
 
 def downscale(images, factor):
@@ -106,6 +135,18 @@ def save_labelled_grid(rows, labels, path, title, low_resolution_rows=()):
     plt.close(fig)
 
 
+def input_consistency(images, low_resolution, factor):
+    """Mean absolute difference (grey levels) between images downscaled and an input.
+
+    How well samples follow the low-resolution image they were given: each
+    sample is averaged over `factor x factor` blocks (as the input was made)
+    and compared with the input, pixel by pixel.
+    """
+    import numpy as np
+
+    return float(np.abs(downscale(images, factor) - low_resolution).mean())
+
+
 def _fit(model, inputs, args, epochs, learning_rate, name="model"):
     import keras
 
@@ -130,7 +171,14 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
         train_size: `None` (all) or the number of training digits used.
         configs: `{name: ImageTransformer keyword arguments}` of the models
             compared.
-        super_resolution: also train the 7x7 -> 28x28 model.
+        super_resolution: also train the 7x7 -> 28x28 model (the decoder of
+            the completing model, `args.super_resolution_epochs` epochs when
+            set, else `epochs`; encoder positions, cross-attention radius and
+            value inputs from `args.low_resolution_positions`,
+            `args.cross_attention_radius`, `args.low_resolution_values`),
+            and compare it with that unconditional model: the fraction of its
+            test bits/dim saved, and the input consistency of samples with
+            and without the 7x7 image (`input_consistency`).
         num_completions: test digits completed (and super-resolved).
         learning_rate: Adam learning rate.
         test_size: `None` (all 1,000) or the number of test digits evaluated.
@@ -196,27 +244,55 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
 
     if super_resolution:
         low_train, low_test = downscale(x_train, 4), downscale(x_test, 4)
-        config = dict(configs[name], low_resolution_shape=(7, 7, 1))
+        positions = getattr(args, "low_resolution_positions", "aligned")
+        sr_epochs = getattr(args, "super_resolution_epochs", None) or epochs
+        config = dict(configs[name], low_resolution_shape=(7, 7, 1),
+                      low_resolution_positions=positions,
+                      cross_attention_radius=getattr(args, "cross_attention_radius", None),
+                      low_resolution_values=getattr(args, "low_resolution_values", False))
         model = ImageTransformer(**common, **config)
-        seconds, history = _fit(model, [x_train, low_train], args, epochs, learning_rate,
-                                "super_resolution")
+        seconds, history = _fit(model, [x_train, low_train], args, sr_epochs,
+                                learning_rate, "super_resolution")
+        model.save_weights(os.path.join(args.output_dir, "super_resolution.weights.h5"))
         bpd = model.bits_per_dim(x_test, low_resolution=low_test)
-        figures["super_resolution_test_bits_per_dim"] = round(bpd, 4)
-        details["super_resolution"] = dict(
-            config, test_bits_per_dim=round(bpd, 4), train_bits_per_dim_by_epoch=history,
-            train_seconds=round(seconds, 1), parameters=model.count_params())
+        free_bpd = figures[f"{name}_test_bits_per_dim"]
         low = low_test[:count]
+        start = time.perf_counter()
         high = model.super_resolve(low, seed=args.seed)
         high2 = model.super_resolve(low, seed=args.seed + 1)
+        sample_seconds = time.perf_counter() - start
+        free = models[name].sample(count, seed=args.seed)
+        free2 = models[name].sample(count, seed=args.seed + 1)
+        consistency = np.mean([input_consistency(h, low, 4) for h in (high, high2)])
+        free_consistency = np.mean([input_consistency(f, low, 4) for f in (free, free2)])
+        figures.update({
+            "super_resolution_test_bits_per_dim": round(bpd, 4),
+            "super_resolution_bits_per_dim_saved_fraction": round(
+                (free_bpd - bpd) / free_bpd, 4),
+            "super_resolution_input_mae": round(float(consistency), 2),
+            "unconditional_input_mae": round(float(free_consistency), 2),
+        })
+        details["super_resolution"] = dict(
+            config, test_bits_per_dim=round(bpd, 4), epochs=sr_epochs,
+            train_bits_per_dim_by_epoch=history, train_seconds=round(seconds, 1),
+            parameters=model.count_params(), unconditional_model=name,
+            unconditional_test_bits_per_dim=free_bpd,
+            input_mae_grey_levels={"super_resolution": round(float(consistency), 2),
+                                   "unconditional": round(float(free_consistency), 2)},
+            sampling_seconds=round(sample_seconds, 2))
         blocky = np.repeat(np.repeat(low, 4, axis=1), 4, axis=2)
         save_labelled_grid(
-            [blocky, high, high2, originals],
+            [blocky, high, high2, free, originals],
             ["7x7 input", "28x28 sample\nseed 0", "28x28 sample\nseed 1",
-             "original 28x28"],
+             "no input\n(unconditional)", "original 28x28"],
             os.path.join(args.output_dir, "super_resolution.png"),
-            f"Image Transformer super-resolution 7x7 -> 28x28 (test "
-            f"{bpd:.3f} bits/dim given the 7x7 image)")
-        print(f"image-transformer super-resolution: test {bpd:.4f} bits/dim", flush=True)
+            f"Image Transformer super-resolution 7x7 -> 28x28: test {bpd:.3f} bits/dim "
+            f"given the 7x7 image ({free_bpd:.3f} without)\nsamples downscaled to 7x7 "
+            f"differ from the input by {consistency:.1f} grey levels on average "
+            f"({free_consistency:.1f} without the input)")
+        print(f"image-transformer super-resolution: test {bpd:.4f} bits/dim "
+              f"({free_bpd:.4f} without the 7x7 image); input consistency "
+              f"{consistency:.1f} grey levels ({free_consistency:.1f} without)", flush=True)
 
     results = dict(figures, backend=keras.backend.backend(), epochs=epochs,
                    learning_rate=learning_rate, batch_size=args.batch_size,

@@ -179,7 +179,8 @@ class ShowAttendTell(keras.Model):
 
     @preset_arguments("ShowAttendTell")
     def __init__(self, vocabulary=None, input_shape=(32, 32, 3), encoder=None,
-                 encoder_filters=(32, 64, 64), encoder_receptive_field=20, coordinates=True, embedding_dim=64,
+                 encoder_filters=(32, 64, 64), encoder_receptive_field=20, coordinates=True,
+                 embedding_dim=64,
                  units=128, attention_units=64, attention="soft", use_gate=True,
                  attention_regularization=1.0, reward_weight=0.1, entropy_weight=0.002,
                  baseline_momentum=0.9, expectation_probability=0.5, dropout=0.0,

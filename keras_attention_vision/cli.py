@@ -98,8 +98,10 @@ def _fill_help(parser):
             continue
         if not action.help:
             action.help = OPTION_HELP.get(action.dest)
-        if action.help and action.default not in (None, False, argparse.SUPPRESS) \
-                and "default" not in action.help:
+        # `is` tests: a default of 0 or 0.0 equals False and must still be shown
+        shown = not (action.default is None or action.default is False
+                     or action.default == argparse.SUPPRESS)
+        if action.help and shown and "default" not in action.help:
             action.help += " (default: %(default)s)"
 
 

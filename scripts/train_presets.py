@@ -57,7 +57,7 @@ PRESETS = {
         "recipe_args": {"preset": "translated", "seed": 0},
         "score": "test_error_m1",
         "score_text": "test error (%) of the mean glimpse path (M=1) on the 1,000 test "
-                      "canvases (a short run: the recipe's default is 200 epochs)",
+                      "canvases (a short run: 100 epochs on the paper's data)",
     },
     "pixelcnn_mnist": {
         "backend": "jax",
@@ -190,7 +190,7 @@ def _trained_model(name, spec, output_dir):
     if spec["recipe"] == "attention-vgg":
         config = {"input_shape": (40, 40, 1), "classes": 10, "width_multiplier": 0.0625,
                   "attention_layers": "att3", "aggregation": "concat",
-                  "compatibility": "pc"}
+                  "compatibility": "pc", "normalization": "softmax"}
         model = applications.AttentionVGG(**config)
         model.load_weights(os.path.join(folder, "vgg_att3_concat_pc.weights.h5"))
         return model, "AttentionVGG", config

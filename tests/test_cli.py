@@ -155,6 +155,21 @@ def test_every_option_has_help():
     assert not missing, missing
 
 
+def test_every_valued_option_shows_its_default_zero_included():
+    # 0 and 0.0 equal False: they must still be shown (show-attend-tell's --lambda 0)
+    parser, _ = cli.build_parser()
+    hidden = []
+    for path, sub in _walk(parser):
+        for action in sub._actions:
+            if (action.option_strings and action.nargs != 0 and action.default is not None
+                    and action.default != argparse.SUPPRESS
+                    and "default" not in (action.help or "")):
+                hidden.append(f"{' '.join(path)} {action.option_strings[0]}")
+    assert not hidden, hidden
+    sat = next(sub for path, sub in _walk(parser) if path[-2:] == ("train", "show-attend-tell"))
+    assert "(default: 0.0)" in " ".join(sat.format_help().split())  # --lambda
+
+
 @pytest.mark.parametrize("args, complaint", [
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["train"], "the following arguments are required: RECIPE"),

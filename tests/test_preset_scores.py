@@ -122,6 +122,15 @@ def test_kav_evaluate_takes_a_whole_keras_model_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1
     assert "holds the ImageTransformer" in err and "needs a PixelCNN" in err
+    # the data follow the recipe's options: a model of other sizes is refused
+    wide = str(tmp_path / "wide.keras")
+    from keras_attention_vision.applications import PixelCNN
+
+    PixelCNN(input_shape=(12, 12, 1), num_layers=2, filters=8).save(wide)
+    status = main(["evaluate", "pixelcnn", "--weights", wide, "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1
+    assert "'input_shape': [12, 12, 1]" in err and "'input_shape': [28, 28, 1]" in err
 
 
 def test_kav_visualize_writes_the_pictures(tmp_path):

@@ -117,5 +117,6 @@ def test_a_preset_of_another_application_is_refused_by_the_decorator(recorded, t
     presets.save_preset(_model(), "other_app", "Other", {"units": 1}, {"data": "none"},
                         directory=tmp_path)
     app = _Application.__new__(_Application)
-    with pytest.raises(ValueError, match=r"Valid presets: \['tiny_app'\]"):
+    with pytest.raises(ValueError, match=r"'other_app' holds Other weights, not Tiny ones. "
+                       r"Valid presets for Tiny: \['tiny_app'\]"):
         recorded(app, weights="other_app")

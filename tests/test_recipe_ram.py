@@ -22,7 +22,11 @@ def test_digit_augment_defaults_per_preset_and_the_papers_data_by_name():
     assert ram._digit_augment(_args("--preset", "cluttered100")) is None
     assert ram._digit_augment(_args("--preset", "translated", "--digit-augment",
                                     "none")) is None
-    assert ram._digit_augment(_args("--preset", "mnist", "--digit-augment", "affine")) is None
+    assert ram._digit_augment(_args("--preset", "mnist")) is None
+    # mnist has its own augmentation: --digit-augment would be ignored, so it is refused
+    with pytest.raises(ValueError, match="Received: --digit-augment none"):
+        ram._digit_augment(_args("--preset", "mnist", "--digit-augment", "none"))
+    assert ram._digit_augment_choice(_args("--preset", "translated")) == "affine"
     assert callable(ram._digit_augment(
         _args("--preset", "cluttered60", "--digit-augment", "affine")))
 

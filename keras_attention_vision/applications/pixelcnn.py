@@ -122,9 +122,9 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
             (default: `filters`).
         name: model name.
         weights: `None` (random initialisation), a preset name (e.g.
-            `"pixelcnn_mnist"`; the other arguments must match the preset's:
-            `presets.load_preset(name)` builds it with them), or the path of
-            a `.weights.h5` file saved from a model of the same configuration.
+            `"pixelcnn_mnist"`; the arguments not passed are the preset's, the
+            ones passed must agree with it), or the path of a `.weights.h5`
+            file saved from a model of the same configuration.
 
     Example:
 

@@ -56,8 +56,9 @@ def SAGANGenerator(latent_dim=128, image_shape=(28, 28, 1), base_channels=32,
         name: the model name.
         weights: `None` (random initialisation), a preset name (e.g.
             `"sagan_generator_mnist"`, trained by `kav train sagan`; the
-            other arguments must match the preset's), or the path of a
-            `.weights.h5` file of a generator of the same configuration.
+            arguments not passed are the preset's, the ones passed must
+            agree with it), or the path of a `.weights.h5` file of a
+            generator of the same configuration.
 
     Returns:
         A functional `keras.Model` from `(batch, latent_dim)` to images in

@@ -13,7 +13,7 @@ from keras import ops
 
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.applications.glimpse_network import GlimpseNetworkMixin
-from keras_attention_vision.distribution import global_batch_draw
+from keras_attention_vision.distribution import DistributedPredictMixin, global_batch_draw
 from keras_attention_vision.layers.validation import (
     check_choice,
     check_number,
@@ -180,7 +180,8 @@ def oracle_found(hits):
 
 
 @kav_export("keras_attention_vision.applications.VisualSearchAgent")
-class VisualSearchAgent(GlimpseNetworkMixin, SeedStateMixin, keras.Model):
+class VisualSearchAgent(GlimpseNetworkMixin, SeedStateMixin, DistributedPredictMixin,
+                        keras.Model):
     """Finds a named target in a scene with fixations learned by REINFORCE.
 
     The task of Minut and Mahadevan (2001): given a scene and a target class,
@@ -257,8 +258,9 @@ class VisualSearchAgent(GlimpseNetworkMixin, SeedStateMixin, keras.Model):
         seed: seed of the fixation and "found" sampling and of the probes.
         name: model name.
         weights: `None` (random initialisation), a preset name (e.g.
-            `"visual_search_agent_mnist"`) or the path of a `.weights.h5`
-            file; the architecture arguments must match the preset's.
+            `"visual_search_agent_mnist"`: the arguments not passed are the
+            preset's, the ones passed must agree with it) or the path of a
+            `.weights.h5` file of an agent of the same configuration.
 
     Call arguments:
         inputs: `(scenes, targets)`: scenes `(B, H, W, C)` (or `(B, C, H,

@@ -64,6 +64,11 @@ def get_preset(name, application=None, directory=None):
     presets = available_presets(application, directory)
     if name not in presets:
         owner = f" for {application}" if application else ""
+        other = available_presets(None, directory).get(name) if application else None
+        if other is not None:
+            raise ValueError(f"Preset {name!r} holds {other['application']} weights, not "
+                             f"{application} ones. Valid presets{owner}: "
+                             f"{sorted(presets) or 'none shipped yet'}.")
         raise ValueError(f"Unknown weights preset{owner}. Valid presets: "
                          f"{sorted(presets) or 'none shipped yet'}. Received: weights={name!r}")
     return presets[name]

@@ -140,7 +140,7 @@ def prepare_run(args, restart=False):
     if run is not None and not run.get("finished"):
         done = progress(checkpoint_dir)
         shown = ", ".join(f"{name}: {epochs} epoch{'s' * (epochs != 1)} done"
-                          for name, epochs in done.items())
+                          for name, epochs in done.items() if epochs)
         message = (f"kav train: resuming the run in {output_dir} from its checkpoints "
                    f"({shown or 'no finished epoch yet'}); --restart starts over")
     os.makedirs(checkpoint_dir, exist_ok=True)

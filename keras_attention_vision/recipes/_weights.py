@@ -49,9 +49,49 @@ def load(args, application, default, build):
         info = presets.get_preset(weights, application)
         return presets.load_preset(weights), info
     if str(weights).endswith(".keras"):  # a whole saved model: its own architecture
-        return _load_model(weights, application), None
+        model = _load_model(weights, application)
+        _check_data_shapes(model, build, weights)
+        return model, None
     path = presets.resolve_weights(weights, application)
     return presets.load_weights(build(), path, application), None
+
+
+def _data_shapes(model):
+    """The sizes a model shares with the data it is scored on, or `None`.
+
+    Subclassed applications: the `input_shape` (and `classes`) of their
+    config; functional ones: the shapes of their inputs and outputs.
+    """
+    try:
+        config = model.get_config()
+    except Exception:  # noqa: BLE001 - a model without a config: not checked
+        config = {}
+    if "input_shape" in config:
+        return {k: list(config[k]) if isinstance(config[k], (list, tuple)) else config[k]
+                for k in ("input_shape", "classes") if k in config}
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs:
+        return None
+    return {"inputs": [list(t.shape[1:]) for t in inputs],
+            "outputs": [list(t.shape[1:]) for t in outputs]}
+
+
+def _check_data_shapes(model, build, path):
+    """Refuses a model file whose input or output sizes are not the recipe's.
+
+    The recipe's data follow its options (e.g. `kav evaluate ram --preset`):
+    a 60x60 RAM scored on 28x28 digits, or a model saved without its top,
+    would give a meaningless figure.
+
+    Raises:
+        ValueError: quoting both sets of sizes.
+    """
+    mine = _data_shapes(model)
+    expected = _data_shapes(build()) if mine is not None else None
+    if expected is not None and mine != expected:
+        raise ValueError(f"The model file {path!r} has {mine}; this recipe, with these "
+                         f"options, scores a model with {expected}: give the options it "
+                         "was trained with (see --help)")
 
 
 def _load_model(path, application):

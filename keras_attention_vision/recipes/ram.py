@@ -156,6 +156,23 @@ def _data(preset, seed, digit_augment=None):
     return train_epoch, x_test_c, y_train, y_test
 
 
+def _digit_augment_choice(args):
+    """The `--digit-augment` in effect (`None` for mnist, which has its own options).
+
+    Raises:
+        ValueError: `--digit-augment` given with the mnist preset (it would be
+            ignored: mnist augments with --shift, --rotate and --zoom).
+    """
+    given = getattr(args, "digit_augment", None)
+    if args.preset == "mnist":
+        if given is not None:
+            raise ValueError("--digit-augment is for the translated and cluttered "
+                             "presets; the mnist preset augments with --shift, --rotate "
+                             f"and --zoom. Received: --digit-augment {given}")
+        return None
+    return given or DEFAULT_DIGIT_AUGMENT[args.preset]
+
+
 def _digit_augment(args):
     """`--digit-augment affine` of the canvas presets as `f(digits, rng)`, else `None`.
 
@@ -164,10 +181,7 @@ def _digit_augment(args):
     Rotates (up to `--rotate` degrees) and zooms (`--zoom`) each digit in its
     28x28 box, without shifting it: the canvas placement stays uniform.
     """
-    if args.preset == "mnist":
-        return None
-    choice = getattr(args, "digit_augment", None) or DEFAULT_DIGIT_AUGMENT[args.preset]
-    if choice != "affine":
+    if _digit_augment_choice(args) != "affine":
         return None
 
     def augment(digits, rng):
@@ -344,6 +358,7 @@ def run(args, epochs, verbose=True):
     train_seconds = checkpoint.train_seconds()  # earlier runs' epochs included
     figures = {
         "preset": args.preset,
+        "digit_augment": _digit_augment_choice(args),  # the one in effect
         "backend": keras.backend.backend(),
         "epochs": epochs,
         "train_seconds": round(train_seconds, 1),

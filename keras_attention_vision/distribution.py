@@ -204,6 +204,54 @@ def synchronize_batch_normalization(model):
     return count
 
 
+class DistributedPredictMixin:
+    """`predict` under `keras.distribution` (JAX) whatever the output shapes.
+
+    Mix in before `keras.Model`. Keras's JAX predict step is
+    `jax.jit(step, donate_argnums=0)` with the outputs first and the state
+    (the trainable and non-trainable variables, donated) after them. With
+    more than one device, JAX 0.4 pairs each donated buffer with the *first*
+    output of the same global shape and dtype, before the shardings are
+    known: when a batch-sharded output has the global shape of a replicated
+    variable (the RAM's `(B, classes)` probabilities and its classifier
+    kernel `(core_units, classes)` at `B = core_units`; the visual search
+    agent's `(B, K)` "found" outputs and a `(B, K)` kernel) the variable is
+    aliased to the output, and XLA refuses the program ("Expected aliased
+    input ... and output ... to have the same size"), after the variables'
+    buffers were donated, so the model is unusable afterwards. A plain
+    Keras model with such shapes fails the same way.
+
+    Here the state comes first among the jitted step's outputs, so each
+    donated variable pairs with its own output (the same buffer, no copy),
+    and the outputs with none. Elsewhere (one device, TensorFlow, eager or
+    not jit-compiled) Keras's own predict function is used.
+    """
+
+    def make_predict_function(self, force=False):
+        if (keras.backend.backend() != "jax" or keras.distribution.distribution() is None
+                or self.run_eagerly or not self.jit_compile):
+            return super().make_predict_function(force)
+        if self.predict_function is not None and not force:
+            return self.predict_function
+        from keras.src.backend.jax import trainer as jax_trainer
+
+        def state_first_step(state, data):
+            outputs, non_trainable_variables = self.predict_step(state, data)
+            return (state[0], non_trainable_variables), outputs
+
+        trainable, non_trainable, _, _ = self._get_state_sharding_spec()
+        jitted = jax_trainer.jit(state_first_step, donate_argnums=0,
+                                 out_shardings=((trainable, non_trainable), None))
+
+        def predict_step(state, data):
+            state, outputs = jitted(state, data)
+            return outputs, state
+
+        self.predict_function = self._make_function(predict_step,
+                                                    concatenate_outputs=True)
+        return self.predict_function
+
+
 # ----------------------------------------------------------------------------------
 # Model parallelism (keras.distribution.ModelParallel, JAX)
 # ----------------------------------------------------------------------------------
@@ -488,6 +536,7 @@ def run_distributed(step, args):
 
 
 __all__ = [
+    "DistributedPredictMixin",
     "Engine",
     "LAYOUT_MODELS",
     "cross_replica_sum",

@@ -20,6 +20,10 @@ It prints one JSON object on its last line of output. For each application
 - `losses`: the epoch losses of `fit` under the engine, continuing from that
   step, and `first`/`last`: the loss checked to decrease (see
   `_training_set_loss`);
+- `predict_diff` (RAM, the visual search agent): the largest absolute
+  difference between `predict` under the engine after `fit` and `predict`
+  on one device from the same weights, at a global batch where an output
+  has the global shape of a variable (`PREDICT_BATCH`);
 - `xla_loss`, `xla_weight_change` (TensorFlow): a one-device step compiled
   with `jit_compile=True`, so every layer of the model goes through XLA; on
   JAX every step is `jax.jit`-compiled.
@@ -210,6 +214,24 @@ def _fit(model, x, y, **kwargs):
 SAMPLED = ("ram", "ram_moving_average", "show_attend_tell_hard", "sagan", "visual_search")
 
 
+#: `predict` under the engine at a global batch of 2B (B per replica) where an
+#: output has the global shape of a variable: RAM's probabilities `(16, 3)`
+#: and its classifier kernel `(core_units, classes)`; the visual search
+#: agent's "found" outputs `(8, K)` and its `(8, 3)` kernel. JAX once paired
+#: the donated variable with the batch-sharded output and XLA failed
+#: (`distribution.DistributedPredictMixin`). Compared with the one-device
+#: `predict` from the same weights.
+PREDICT_BATCH = {"ram": 16, "ram_moving_average": 16, "visual_search": 8}
+
+
+def _flat(outputs):
+    import numpy as np
+
+    if isinstance(outputs, dict):
+        return [np.asarray(outputs[k], "float64") for k in sorted(outputs)]
+    return [np.asarray(outputs, "float64")]
+
+
 def _training_set_loss(name, model, x, y, fakes=None):
     """The loss on the training set whose decrease shows that `fit` trained.
 
@@ -358,6 +380,14 @@ def run_app(name, engine, batch=4, epochs=6, train_size=16):
             out["first"], out["last"] = first, _training_set_loss(name, multi, x, y, fakes)
         else:  # deterministic training loss: its first and last epochs
             out["first"], out["last"] = out["losses"][0], out["losses"][-1]
+        if name in PREDICT_BATCH:
+            multi_predictions = multi.predict(x, batch_size=PREDICT_BATCH[name], verbose=0)
+    if name in PREDICT_BATCH:
+        # the same weights on one device (outside the engine's scope)
+        single.set_weights(multi.get_weights())
+        out["predict_diff"] = _max_diff(
+            _flat(single.predict(x, batch_size=PREDICT_BATCH[name], verbose=0)),
+            _flat(multi_predictions))
     out["seconds"] = time.perf_counter() - start
     print(f"{name}: {out}", file=sys.stderr, flush=True)
     return out

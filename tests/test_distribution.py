@@ -121,6 +121,21 @@ def test_step_on_two_replicas_is_the_step_on_one_device(data_parallel, name):
         assert diff < 1e-5, (key, result)
 
 
+@pytest.mark.parametrize("name", [n for n in ("ram", "ram_moving_average", "visual_search")
+                                  if n in APPS])
+def test_predict_on_two_replicas_is_the_predict_on_one_device(data_parallel, name):
+    # predict under the engine at a global batch 2B where an output has the
+    # global shape of a variable (RAM: the probabilities (16, 3) and the
+    # classifier kernel (core_units=16, classes=3); the visual search agent:
+    # the "found" outputs (8, K=3) and an (8, 3) kernel), against predict on
+    # one device from the same weights. On JAX Keras's predict step donated
+    # the variables and JAX paired the kernel with the batch-sharded output:
+    # XLA failed ("Expected aliased input ... to have the same size") and
+    # the model was unusable (distribution.DistributedPredictMixin).
+    result = _app(data_parallel, name)
+    assert result["predict_diff"] < 1e-5, result
+
+
 @pytest.mark.parametrize("name", APPS)
 def test_every_application_trains_with_xla(data_parallel, name):
     # TensorFlow: the one-device model compiled with jit_compile=True takes a

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.applications.glimpse_network import GlimpseNetworkMixin
+from keras_attention_vision.distribution import DistributedPredictMixin
 from keras_attention_vision.layers.validation import (
     check_bool,
     check_choice,
@@ -41,7 +42,7 @@ PRESETS = {
 
 
 @kav_export("keras_attention_vision.applications.RecurrentAttentionModel")
-class RecurrentAttentionModel(GlimpseNetworkMixin, keras.Model):
+class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, keras.Model):
     """The Recurrent Attention Model, trained with the hybrid REINFORCE loss.
 
     At step `t` the location network samples `l_t ~ N(mu_t, std^2)` with

@@ -154,6 +154,16 @@ def _command(name, output_dir):
     return ["kav", "train", spec["recipe"], *spec["train"], "--output-dir", output_dir]
 
 
+def _saved_model(folder, filename, name):
+    """A recipe's saved `.keras` model and its constructor arguments (named `name`)."""
+    import keras
+
+    model = keras.saving.load_model(os.path.join(folder, filename), compile=False)
+    config = {k: v for k, v in model.get_config().items() if k not in ("trainable", "dtype")}
+    config["name"] = name
+    return model, config
+
+
 def _trained_model(name, spec, output_dir):
     """Rebuilds the trained model from the recipe's output files."""
     import keras
@@ -169,11 +179,7 @@ def _trained_model(name, spec, output_dir):
         config["name"] = "recurrent_attention_model"
         return model, "RecurrentAttentionModel", config
     if spec["recipe"] == "pixelcnn":
-        model = keras.saving.load_model(os.path.join(folder, "pixelcnn.keras"),
-                                        compile=False)
-        config = {k: v for k, v in model.get_config().items()
-                  if k not in ("trainable", "dtype")}
-        config["name"] = "pixelcnn"
+        model, config = _saved_model(folder, "pixelcnn.keras", "pixelcnn")
         return model, "PixelCNN", config
     if spec["recipe"] == "non-local":
         config = {"input_shape": (40, 40, 1), "classes": 10, "width": 16,
@@ -196,18 +202,12 @@ def _trained_model(name, spec, output_dir):
         return model, "AttentionVGG", config
     if spec["recipe"] == "show-attend-tell":
         # The config carries the vocabulary: load_preset rebuilds the model from it.
-        model = keras.saving.load_model(os.path.join(folder, "show_attend_tell_soft.keras"),
-                                        compile=False)
-        config = {k: v for k, v in model.get_config().items()
-                  if k not in ("trainable", "dtype")}
-        config["name"] = "show_attend_tell"
+        model, config = _saved_model(folder, "show_attend_tell_soft.keras",
+                                     "show_attend_tell")
         return model, "ShowAttendTell", config
     if spec["recipe"] == "visual-search":
-        model = keras.saving.load_model(os.path.join(folder, "visual_search_agent.keras"),
-                                        compile=False)
-        config = {k: v for k, v in model.get_config().items()
-                  if k not in ("trainable", "dtype")}
-        config["name"] = "visual_search_agent"
+        model, config = _saved_model(folder, "visual_search_agent.keras",
+                                     "visual_search_agent")
         return model, "VisualSearchAgent", config
     if spec["recipe"] == "image-transformer":
         config = {"input_shape": (28, 28, 1), "attention": "2d", "num_layers": 2,

@@ -363,6 +363,22 @@ class LocalAttentionBase(keras.layers.Layer):
                         (batch, heads, height * width, d))
         return ops.take(t, plan["index"], axis=2)
 
+    def _blocks(self, t):
+        """`(B, H, W, heads, d)` -> `(B, heads, blocks, q, d)`: the query blocks.
+
+        Padded to whole blocks; blocks in raster order, raster order inside
+        each (`q = qh * qw`).
+        """
+        (qh, qw), heads, d = self._query_shape, t.shape[3], t.shape[4]
+        batch, height, width = ops.shape(t)[0], t.shape[1], t.shape[2]
+        nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
+        if (nbh * qh, nbw * qw) != (height, width):
+            t = ops.pad(t, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width],
+                            [0, 0], [0, 0]])
+        t = ops.reshape(t, (batch, nbh, qh, nbw, qw, heads, d))
+        t = ops.transpose(t, (0, 5, 1, 3, 2, 4, 6))  # (B, heads, nbh, nbw, qh, qw, d)
+        return ops.reshape(t, (batch, heads, nbh * nbw, qh * qw, d))
+
     def _block_windows(self, t, plan):
         """`(B, H, W, heads, d)` -> `(B, heads, blocks, m, d)`: a gather of whole blocks.
 
@@ -373,17 +389,11 @@ class LocalAttentionBase(keras.layers.Layer):
         scatter-add of the same rows). A block outside the image points at
         a real one instead: it is masked by the plan's bias.
         """
-        (qh, qw), heads, d = self._query_shape, t.shape[3], t.shape[4]
-        batch, height, width = ops.shape(t)[0], t.shape[1], t.shape[2]
-        nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
-        if (nbh * qh, nbw * qw) != (height, width):
-            t = ops.pad(t, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width],
-                            [0, 0], [0, 0]])
-        t = ops.reshape(t, (batch, nbh, qh, nbw, qw, heads, d))
-        t = ops.transpose(t, (0, 5, 1, 3, 2, 4, 6))  # (B, heads, nbh, nbw, qh, qw, d)
-        t = ops.reshape(t, (batch, heads, nbh * nbw, qh * qw * d))
+        t = self._blocks(t)
+        batch, heads, blocks, q, d = (ops.shape(t)[0],) + tuple(t.shape[1:])
+        t = ops.reshape(t, (batch, heads, blocks, q * d))
         t = ops.take(t, plan["block_index"], axis=2)  # (B, heads, blocks * S, q * d)
-        return ops.reshape(t, (batch, heads, nbh * nbw, -1, d))
+        return ops.reshape(t, (batch, heads, blocks, -1, d))
 
     def _full_window(self, weights):
         """`(..., q, m)` weights over the computed parts -> the whole window.
@@ -421,13 +431,7 @@ class LocalAttentionBase(keras.layers.Layer):
 
         # Everything is laid out (B, heads, blocks, positions, dim): the
         # batched matrix products need no further transpose.
-        query = self.query_dense(x)
-        if (nbh * qh, nbw * qw) != (height, width):
-            query = ops.pad(query, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width],
-                                    [0, 0], [0, 0]])
-        query = ops.reshape(query, (batch, nbh, qh, nbw, qw, heads, self.key_dim))
-        query = ops.transpose(query, (0, 5, 1, 3, 2, 4, 6))
-        query = ops.reshape(query, (batch, heads, nbh * nbw, qh * qw, self.key_dim))
+        query = self._blocks(self.query_dense(x))
         if plan["shifts"] is not None:
             key = self._block_windows(self.key_dense(x), plan)
             value = self._block_windows(self.value_dense(x), plan)

@@ -216,9 +216,9 @@ def build_parser():
 
 
 def _summary_line(name, figures, seconds, units):
-    from keras_attention_vision.report import format_figures
+    from keras_attention_vision.report import figure_texts
 
-    shown = ", ".join(f"{k} {v}" for k, v in format_figures(figures, units))
+    shown = ", ".join(figure_texts(figures, units))
     return f"{name:>18}: {shown} (in {seconds:.0f} s)"
 
 
@@ -429,10 +429,10 @@ def main(argv=None):
 
             finish_run(args)
         if figures:
-            from keras_attention_vision.report import format_figures
+            from keras_attention_vision.report import figure_texts
 
             units = getattr(module, "UNITS", {})
-            print(", ".join(f"{k} {v}" for k, v in format_figures(figures, units)))
+            print(", ".join(figure_texts(figures, units)))
         return 0
     except KeyboardInterrupt:
         print(f"\n{_interrupted(args)}", file=sys.stderr)

@@ -85,6 +85,16 @@ def format_figures(figures, units=None):
             if not (isinstance(value, str) and key.endswith(("_png", "_path", "_file")))]
 
 
+def figure_texts(figures, units=None):
+    """`["key text", ...]`: one recipe's figures as the summary line shows them.
+
+    A key that is also its value's unit is not repeated: `epochs 20`, not
+    `epochs 20 epochs`.
+    """
+    return [text if text.endswith(" " + key) else f"{key} {text}"
+            for key, text in format_figures(figures, units)]
+
+
 def _pictures(output_dir, folder):
     """PNG files under `folder`, as paths relative to `output_dir`, sorted."""
     found = []

@@ -84,6 +84,11 @@ def test_numbers_carry_units(key, value, text):
     assert report.format_value(key, value) == text
 
 
+def test_summary_does_not_repeat_a_key_that_is_its_unit():
+    texts = report.figure_texts({"epochs": 20, "parameters": 33728, "test_error": 0.25})
+    assert texts == ["20 epochs", "33,728 parameters", "test_error 25.0%"]
+
+
 def test_recipe_units_override_the_rules():
     assert report.format_value("found", 0.5, {"found": "%"}) == "0.50%"
     assert report.format_value("mean_steps", 4.25, {"mean_steps": "fixations"}) == \

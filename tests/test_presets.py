@@ -120,3 +120,13 @@ def test_a_preset_of_another_application_is_refused_by_the_decorator(recorded, t
     with pytest.raises(ValueError, match=r"'other_app' holds Other weights, not Tiny ones. "
                        r"Valid presets for Tiny: \['tiny_app'\]"):
         recorded(app, weights="other_app")
+
+
+def test_an_input_of_other_channels_is_refused_naming_them(recorded):
+    app = _Application.__new__(_Application)
+    with pytest.raises(ValueError, match=r"Preset 'tiny_app' takes images of 1 channel\(s\) "
+                       r".*this Tiny was given 3\. .*Received: input_shape=\(9, 9, 3\)"):
+        recorded(app, (9, 9, 3), weights="tiny_app")
+    recorded(app, (9, 9, 1), weights="tiny_app")  # another size, the same channels
+    assert app.arguments["input_shape"] == (9, 9, 1)
+    recorded(app, (9, 9, 3))  # no preset: nothing to check

@@ -365,6 +365,7 @@ def preset_arguments(application):
                 return constructor(*args, **kwargs)
             get_preset(weights, application)  # another application's preset: refused
             passed = set(bound.arguments)
+            _check_channels(weights, application, bound.arguments)
             no_top = "include_top" in named and bound.arguments.get("include_top") is False
             for key, value in preset_config(weights).items():
                 if key not in named or key in passed or key in NOT_INHERITED:
@@ -382,6 +383,31 @@ def preset_arguments(application):
         return build
 
     return decorate
+
+
+def _check_channels(weights, application, arguments):
+    """Refuses an `input_shape` / `input_tensor` whose channels the preset cannot take.
+
+    The first layer's kernel depends on the channel count, so the image
+    size may differ from the preset's but the channels may not.
+
+    Raises:
+        ValueError: naming both channel counts.
+    """
+    recorded = preset_config(weights).get("input_shape")
+    if recorded is None:
+        return
+    shape = arguments.get("input_shape")
+    if shape is None and arguments.get("input_tensor") is not None:
+        shape = tuple(arguments["input_tensor"].shape[1:])
+    if shape is None or len(shape) != len(recorded):
+        return
+    if shape[-1] is not None and shape[-1] != recorded[-1]:
+        raise ValueError(
+            f"Preset {weights!r} takes images of {recorded[-1]} channel(s) "
+            f"(input_shape={tuple(recorded)}); this {application} was given "
+            f"{shape[-1]}. The image size may differ, the channels may not. "
+            f"Received: input_shape={tuple(shape)}")
 
 
 def preset_config(name, directory=None):

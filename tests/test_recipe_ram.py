@@ -77,3 +77,11 @@ def test_affine_images_moves_a_blob_where_the_rotation_and_zoom_send_it(degrees,
     centroid = np.array([(rows * out).sum(), (cols * out).sum()]) / out.sum()
     np.testing.assert_allclose(centroid, expected, atol=0.3)
     assert abs(angle) > 0.01  # the draw did rotate
+
+
+def test_location_range_defaults_per_preset_and_reaches_the_model():
+    for preset in ram.DEFAULT_LOCATION_RANGE:
+        args = _args("--preset", preset)
+        assert ram._overrides(args)["location_range"] == ram.DEFAULT_LOCATION_RANGE[preset]
+    args = _args("--preset", "cluttered60", "--location-range", "0.6")
+    assert ram._overrides(args)["location_range"] == 0.6

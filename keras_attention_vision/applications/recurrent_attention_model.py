@@ -47,10 +47,11 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
 
     At step `t` the location network samples `l_t ~ N(mu_t, std^2)` with
     `mu_t = tanh(Lin(h_{t-1}))` (`h_0 = 0`, so the first location is learned
-    too); the retina (`GlimpseSensor`) reads `rho(x, l_t)`; the glimpse network
-    gives `g_t = ReLU(Lin(ReLU(Lin(rho))) + Lin(ReLU(Lin(l_t))))`; the core
-    updates `h_t = ReLU(Lin(g_t) + Lin(h_{t-1}))` (or an LSTM); the classifier
-    reads `h_T`. The baseline `b_t = Lin(sg(h_{t-1}))` is a function of the
+    too; `location_range * tanh(...)` with a `location_range` below 1); the
+    retina (`GlimpseSensor`) reads `rho(x, l_t)`; the glimpse network gives
+    `g_t = ReLU(Lin(ReLU(Lin(rho))) + Lin(ReLU(Lin(l_t))))`; the core updates
+    `h_t = ReLU(Lin(g_t) + Lin(h_{t-1}))` (or an LSTM); the classifier reads
+    `h_T`. The baseline `b_t = Lin(sg(h_{t-1}))` is a function of the
     state the action is taken in, not of the action, so it does not bias the
     gradient.
 
@@ -81,6 +82,13 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         core_units: width of `h_t` (256).
         std: the fixed standard deviation of the location policy.
         mean_activation: `"tanh"` or `"clip"` for the policy mean.
+        location_range: bound of the policy mean, in `(0, 1]`: the mean is
+            `location_range * tanh(Lin(h))` (or `* clip(...)`) and the sampled
+            location `mean + std * eps`, so the std keeps its meaning in
+            `[-1, 1]` canvas units. `1.0` (the default) is the paper's policy,
+            whose mean can reach the whole canvas (Sec. 3.1 / 4); a smaller
+            value keeps the mean paths where the objects can be (on the 60x60
+            canvases no digit centre lies beyond `|l| = 0.53`).
         baseline: `"learned"` (`Lin(h)`, trained by MSE) or `"moving_average"`.
         policy_to_core: let the REINFORCE gradient flow into the core and the
             glimpse network (`False`: it trains the location network only).
@@ -118,9 +126,9 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
     def __init__(self, input_shape=(28, 28, 1), classes=10, num_glimpses=6, patch_size=8,
                  num_scales=1, scale_factor=2, glimpse_hidden=128, glimpse_units=256,
                  core="rnn", core_units=256, std=0.1, mean_activation="tanh",
-                 baseline="learned", policy_to_core=False, reinforce_weight=1.0,
-                 classifier_activation="softmax", data_format=None, seed=None,
-                 name="recurrent_attention_model", weights=None, **kwargs):
+                 location_range=1.0, baseline="learned", policy_to_core=False,
+                 reinforce_weight=1.0, classifier_activation="softmax", data_format=None,
+                 seed=None, name="recurrent_attention_model", weights=None, **kwargs):
         require_reinforce_backend()
         check_weights_argument(weights, "RecurrentAttentionModel")
         super().__init__(name=name, **kwargs)
@@ -137,6 +145,13 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         self.core = check_choice("core", core, ("rnn", "lstm"))
         self.core_units = check_positive_int("core_units", core_units)
         self.baseline = check_choice("baseline", baseline, ("learned", "moving_average"))
+        if (isinstance(location_range, bool)
+                or not isinstance(location_range, (int, float))
+                or not 0.0 < float(location_range) <= 1.0):
+            raise ValueError("`location_range` must be a number in (0, 1] (the bound of "
+                             "the location policy's mean in [-1, 1] canvas units). "
+                             f"Received: location_range={location_range!r}")
+        self.location_range = float(location_range)
         self.policy_to_core = check_bool("policy_to_core", policy_to_core)
         self.reinforce_weight = check_number("reinforce_weight", reinforce_weight,
                                              minimum=0)
@@ -209,6 +224,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             "core_units": self.core_units,
             "std": self.policy.std,
             "mean_activation": self.policy.mean_activation,
+            "location_range": self.location_range,
             "baseline": self.baseline,
             "policy_to_core": self.policy_to_core,
             "reinforce_weight": self.reinforce_weight,
@@ -265,6 +281,16 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         h, new_state = self.core_cell(g, state)
         return h, list(new_state)
 
+    def _locate(self, h, sample):
+        """`(mu_t, l_t)`: the policy's mean scaled by `location_range`, and the
+        location `sg(mu_t + std * eps)` (`eps` the policy's own draw: its
+        location minus its unscaled mean; `l_t = mu_t` without sampling)."""
+        mean, location = self.policy(h, sample=sample)
+        if self.location_range == 1.0:
+            return mean, location
+        scaled = mean * ops.cast(self.location_range, mean.dtype)
+        return scaled, ops.stop_gradient(scaled + (location - mean))
+
     def rollout(self, images, sample=False, return_glimpses=False):
         """Runs the `T` glimpses on `images`.
 
@@ -285,7 +311,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         state = [h] if self.core == "rnn" else [h, h]
         means, locations, baselines, glimpses = [], [], [], []
         for _ in range(self.num_glimpses):
-            mean, location = self.policy(h, sample=sample)
+            mean, location = self._locate(h, sample)
             if self.baseline == "learned":
                 baselines.append(self.baseline_net(h))
             glimpse = self.sensor([images, location])

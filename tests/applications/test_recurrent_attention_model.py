@@ -196,6 +196,60 @@ class RecurrentAttentionModelTest(testing.TestCase):
                                  return_glimpses=True)["glimpses"]
         self.assertEqual(tuple(glimpses.shape), (2, 6, 1, 1, 8, 8))
 
+    def test_location_range_matches_numpy(self):
+        # mu = range * tanh(h W + b) (or * clip), l = mu + std * eps: the noise
+        # keeps the policy's std, only the mean is bounded.
+        rng = np.random.default_rng(3)
+        h = rng.normal(0, 2.0, (64, TINY["core_units"])).astype("float32")
+        for activation, squash in (("tanh", np.tanh), ("clip", lambda z: np.clip(z, -1, 1))):
+            full = RecurrentAttentionModel(**TINY, mean_activation=activation, seed=8)
+            half = RecurrentAttentionModel(**TINY, mean_activation=activation,
+                                           location_range=0.4, seed=8)
+            full.build()
+            half.build()
+            testing.perturb_weights(full)
+            half.set_weights(full.get_weights())
+            kernel, bias = (testing.to_numpy(w) for w in full.policy.dense.weights)
+            expected = 0.4 * squash(h @ kernel + bias)
+            mean, location = testing.to_numpy(half._locate(h, sample=False))
+            self.assertAllClose(mean, expected, atol=1e-5)
+            self.assertAllClose(location, expected, atol=1e-5)
+            full_mean, full_location = testing.to_numpy(full._locate(h, sample=True))
+            mean, location = testing.to_numpy(half._locate(h, sample=True))
+            self.assertAllClose(mean, expected, atol=1e-5)
+            # the same draw of eps (same seed), unscaled
+            self.assertAllClose(location - mean, full_location - full_mean, atol=1e-5)
+            self.assertLessEqual(np.abs(mean).max(), 0.4 + 1e-6)
+
+    def test_location_range_rollout_and_loss(self):
+        images, labels = _data(8)
+        model = RecurrentAttentionModel(**TINY, location_range=0.5, seed=1)
+        model.build()
+        testing.perturb_weights(model)
+        out = testing.to_numpy(model(images, training=True))
+        bias = testing.to_numpy(model.policy.dense.weights[1])
+        # h_0 = 0: the first mean is range * tanh(bias)
+        self.assertAllClose(out["means"][:, 0], np.broadcast_to(0.5 * np.tanh(bias),
+                                                                (8, 2)), atol=1e-5)
+        self.assertLessEqual(np.abs(out["means"]).max(), 0.5 + 1e-6)
+        rollout = model(images, training=True)
+        loss = float(model.compute_loss(images, labels, rollout))
+        o = testing.to_numpy(rollout)
+        ce = -np.mean(_np_log_softmax(o["logits"])[np.arange(8), labels])
+        reward = (o["logits"].argmax(-1) == labels).astype("float64")
+        mse = np.mean((o["baselines"] - reward[:, None]) ** 2)
+        std = TINY["std"]
+        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
+                  - 0.5 * np.log(2 * np.pi)).sum(-1)
+        surrogate = -np.mean(np.sum((reward[:, None] - o["baselines"]) * log_pi, 1))
+        self.assertAllClose(loss, ce + mse + surrogate, atol=1e-4, rtol=1e-4)
+        config = model.get_config()
+        self.assertEqual(config["location_range"], 0.5)
+        again = RecurrentAttentionModel.from_config(config)
+        self.assertEqual(again.get_config(), config)
+        self.assertEqual(RecurrentAttentionModel(**TINY).get_config()["location_range"],
+                         1.0)
+
     def test_moving_average_baseline_trains(self):
         images, labels = _data(16)
         model = RecurrentAttentionModel(**TINY, baseline="moving_average", seed=7)
@@ -213,6 +267,10 @@ class RecurrentAttentionModelTest(testing.TestCase):
     ({"reinforce_weight": "a"}, "reinforce_weight='a'"),
     ({"reinforce_weight": -1.0}, "reinforce_weight=-1.0"),
     ({"policy_to_core": "yes"}, "policy_to_core='yes'"),
+    ({"location_range": 0.0}, "location_range=0.0"),
+    ({"location_range": 1.5}, "location_range=1.5"),
+    ({"location_range": "0.6"}, "location_range='0.6'"),
+    ({"location_range": True}, "location_range=True"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

@@ -68,5 +68,40 @@ def test_model_configs_follow_the_arguments(tmp_path):
     args = _args(tmp_path)
     args.flanges = [0, 3]
     configs = image_transformer.model_configs(args)
-    assert list(configs) == ["1d", "2d_flange0", "2d_flange3"]
+    assert list(configs) == ["pixelcnn", "1d", "2d_flange0", "2d_flange3"]
     assert configs["2d_flange3"]["memory_flange"] == (3, 3)
+    assert configs["pixelcnn"]["distribution"] == "categorical"
+    args.pixelcnn_baseline = False  # --no-pixelcnn-baseline
+    assert list(image_transformer.model_configs(args)) == ["1d", "2d_flange0", "2d_flange3"]
+
+
+def test_pixelcnn_baseline_is_trained_on_the_same_digits(tmp_path):
+    """The baseline's bits/dim is its own on the same test digits; a PixelCNN alone runs."""
+    from keras_attention_vision.applications import PixelCNN
+    from keras_attention_vision.datasets import load_mnist
+
+    args = _args(tmp_path)
+    baseline = dict(application="PixelCNN", num_layers=2, filters=8,
+                    distribution="categorical")
+    configs = {"pixelcnn": baseline,
+               "2d_flange0": dict(attention="2d", query_shape=(7, 7), memory_flange=(0, 0))}
+    figures = image_transformer.run(args, epochs=1, train_size=32, configs=configs,
+                                    super_resolution=False, num_completions=2,
+                                    learning_rate=1e-2, test_size=8)
+    with open(os.path.join(args.output_dir, "results.json")) as f:
+        results = json.load(f)
+    assert results["models"]["pixelcnn"]["application"] == "PixelCNN"
+    assert results["models"]["2d_flange0"]["application"] == "ImageTransformer"
+    assert results["models"]["pixelcnn"]["memory_window_positions"] is None
+    assert "completions_keep_given_half" in figures  # by the Image Transformer
+    # The figure is the saved model's bits/dim on the first 8 test digits.
+    model = PixelCNN(input_shape=(28, 28, 1), num_layers=2, filters=8,
+                     distribution="categorical")
+    model.load_weights(os.path.join(args.output_dir, "pixelcnn.weights.h5"))
+    (_, _), (x_test, _) = load_mnist("embedded", verbose=False)
+    expected = model.bits_per_dim(x_test[:8, :, :, None].astype("float32"))
+    assert abs(figures["pixelcnn_test_bits_per_dim"] - expected) < 1e-3
+    alone = image_transformer.run(args, epochs=1, train_size=16,
+                                  configs={"pixelcnn": baseline}, super_resolution=True,
+                                  num_completions=2, learning_rate=1e-2, test_size=8)
+    assert "completion_seconds" not in alone and "pixelcnn_test_bits_per_dim" in alone

@@ -75,10 +75,17 @@ def add_arguments(parser):
                         default=True,
                         help="super-resolution: add a linear map of each low-resolution "
                              "value to its embedding (default: on; not in the paper)")
+    parser.add_argument("--pixelcnn-baseline", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="also train a Gated PixelCNN (5 blocks of 32 channels, "
+                             "256-way categorical) on the same 256-level digits with the "
+                             "same epochs, batch and learning rate, for the comparison "
+                             "(default: on)")
     parser.add_argument("--only", default=None,
-                        help="train only this model of the comparison: 1d or "
-                             "2d_flangeF for F in --flanges (default: all of them); "
-                             "each trained model's weights are written as NAME.weights.h5")
+                        help="train only this model of the comparison: 1d, "
+                             "2d_flangeF for F in --flanges, or pixelcnn (default: all "
+                             "of them); each trained model's weights are written as "
+                             "NAME.weights.h5")
     from keras_attention_vision.recipes._weights import add_weights_argument
 
     add_weights_argument(parser, "image_transformer_mnist")
@@ -168,8 +175,9 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
             `num_layers`, `hidden_size`, `num_heads`).
         epochs: training epochs of every model.
         train_size: `None` (all) or the number of training digits used.
-        configs: `{name: ImageTransformer keyword arguments}` of the models
-            compared.
+        configs: `{name: keyword arguments}` of the models compared: an
+            `ImageTransformer`'s, or, with `"application": "PixelCNN"`, a
+            categorical `PixelCNN`'s (the baseline of `PIXELCNN_BASELINE`).
         super_resolution: also train the 7x7 -> 28x28 model (the decoder of
             the completing model, `args.super_resolution_epochs` epochs when
             set, else `epochs`; encoder positions, cross-attention radius and
@@ -182,7 +190,7 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
         learning_rate: Adam learning rate.
         test_size: `None` (all 1,000) or the number of test digits evaluated.
         completion_config: the name in `configs` whose model completes digits
-            (default: the last one).
+            (default: the last Image Transformer).
 
     Returns:
         `{name_test_bits_per_dim: ..., ...}`, the figures written to
@@ -191,7 +199,7 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
     import keras
     import numpy as np
 
-    from keras_attention_vision.applications import ImageTransformer
+    from keras_attention_vision.applications import ImageTransformer, PixelCNN
     from keras_attention_vision.datasets import load_mnist
 
     os.makedirs(args.output_dir, exist_ok=True)
@@ -204,27 +212,60 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
 
     figures, details, models = {}, {}, {}
     for name, config in configs.items():
-        model = ImageTransformer(**common, **config)
+        config = dict(config)
+        if config.pop("application", "ImageTransformer") == "PixelCNN":
+            model = PixelCNN(input_shape=common["input_shape"], **config)
+        else:
+            model = ImageTransformer(**common, **config)
         before = model.bits_per_dim(x_test[:100])  # 100 test digits
         seconds, history = _fit(model, x_train, args, epochs, learning_rate, name)
         model.save_weights(os.path.join(args.output_dir, f"{name}.weights.h5"))
         bpd = model.bits_per_dim(x_test)
-        memory = int(np.prod(model.attentions[0].memory_extent))
+        memory = (int(np.prod(model.attentions[0].memory_extent))
+                  if isinstance(model, ImageTransformer) else None)
         figures[f"{name}_test_bits_per_dim"] = round(bpd, 4)
         figures[f"{name}_untrained_bits_per_dim"] = round(before, 4)
-        details[name] = dict(config, test_bits_per_dim=round(bpd, 4),
+        details[name] = dict(config, application=type(model).__name__,
+                             test_bits_per_dim=round(bpd, 4),
                              untrained_bits_per_dim=round(before, 4),
                              train_bits_per_dim_by_epoch=history,
                              train_seconds=round(seconds, 1),
                              memory_window_positions=memory,
                              parameters=model.count_params())
         models[name] = model
+        window = f"memory window {memory} positions" if memory else "masked convolutions"
         print(f"image-transformer {name}: test {bpd:.4f} bits/dim "
-              f"(untrained {before:.2f}; memory window {memory} positions)", flush=True)
+              f"(untrained {before:.2f}; {window})", flush=True)
+
+    transformers = [n for n, m in models.items() if isinstance(m, ImageTransformer)]
+    name = completion_config or (transformers[-1] if transformers else None)
+    if name is not None:  # not for a PixelCNN alone (--only pixelcnn)
+        _complete_and_super_resolve(args, models, name, x_train, x_test, common,
+                                    configs, figures, details, super_resolution,
+                                    num_completions, epochs, learning_rate)
+
+    results = dict(figures, backend=keras.backend.backend(), epochs=epochs,
+                   learning_rate=learning_rate, batch_size=args.batch_size,
+                   train_size=len(x_train), test_size=len(x_test), seed=args.seed,
+                   num_layers=args.num_layers, hidden_size=args.hidden_size,
+                   num_heads=args.num_heads, models=details, paper_unverified=PAPER)
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"image-transformer: results and pictures in {args.output_dir} "
+          "(paper: CIFAR-10 2.90, ImageNet 32x32 3.77 bits/dim)")
+    return figures
+
+
+def _complete_and_super_resolve(args, models, name, x_train, x_test, common, configs,
+                                figures, details, super_resolution, num_completions,
+                                epochs, learning_rate):
+    """Completions by model `name`, then the super-resolution model; adds to `figures`."""
+    import numpy as np
+
+    from keras_attention_vision.applications import ImageTransformer
 
     count = min(num_completions, len(x_test))
     originals = x_test[:count]
-    name = completion_config or list(configs)[-1]
     mask = np.zeros((28, 28, 1), bool)
     mask[:14] = True
     start = time.perf_counter()
@@ -293,23 +334,22 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
               f"({free_bpd:.4f} without the 7x7 image); input consistency "
               f"{consistency:.1f} grey levels ({free_consistency:.1f} without)", flush=True)
 
-    results = dict(figures, backend=keras.backend.backend(), epochs=epochs,
-                   learning_rate=learning_rate, batch_size=args.batch_size,
-                   train_size=len(x_train), test_size=len(x_test), seed=args.seed,
-                   num_layers=args.num_layers, hidden_size=args.hidden_size,
-                   num_heads=args.num_heads, models=details, paper_unverified=PAPER)
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"image-transformer: results and pictures in {args.output_dir} "
-          "(paper: CIFAR-10 2.90, ImageNet 32x32 3.77 bits/dim)")
-    return figures
+
+#: The PixelCNN the Image Transformer is compared with (`--pixelcnn-baseline`):
+#: the `pixelcnn` recipe's network (5 gated blocks of 32 channels) with a 256-way
+#: categorical output, as the Image Transformer's, on the same 256-level digits.
+PIXELCNN_BASELINE = dict(application="PixelCNN", num_layers=5, filters=32,
+                         distribution="categorical")
 
 
 def model_configs(args):
-    """`{name: ImageTransformer keyword arguments}` of the models `train` compares."""
+    """`{name: keyword arguments}` of the models `train` compares (see `run`)."""
     q = args.query_size
-    configs = {"1d": dict(attention="1d", query_length=args.query_length,
-                          memory_length=args.memory_length)}
+    configs = {}
+    if getattr(args, "pixelcnn_baseline", False):
+        configs["pixelcnn"] = dict(PIXELCNN_BASELINE)
+    configs["1d"] = dict(attention="1d", query_length=args.query_length,
+                         memory_length=args.memory_length)
     for flange in args.flanges:
         configs[f"2d_flange{flange}"] = dict(attention="2d", query_shape=(q, q),
                                             memory_flange=(flange, flange))
@@ -372,7 +412,8 @@ def train(args):
     if args.only is not None:
         if args.only not in configs:
             raise ValueError(f"--only must be one of {sorted(configs)} (the flanges come "
-                             f"from --flanges). Received: --only {args.only}")
+                             f"from --flanges; pixelcnn needs --pixelcnn-baseline). "
+                             f"Received: --only {args.only}")
         configs = {args.only: configs[args.only]}
     return run(args, args.epochs, args.train_size, configs,
                not args.no_super_resolution, args.num_completions, args.learning_rate)

@@ -259,3 +259,44 @@ def test_symbolic_model_returns_scores(mode):
         inputs, return_attention_scores=True)
     assert tuple(out.shape) == (None, 4, 4, 4)
     assert tuple(scores.shape) == (None, 16, 4)
+
+
+def test_torch_fused_batch_norm_matches_keras():
+    # The PyTorch training-step path (one fused kernel) against Keras's layer:
+    # output, moving statistics and gradients, from the same starting state.
+    if keras.backend.backend() != "torch":
+        pytest.skip("the fused batch-norm path exists on PyTorch only")
+    import torch
+
+    from keras_attention_vision.layers import non_local_block as nlb
+
+    rng = np.random.default_rng(0)
+    # A variance near epsilon and momentum 0.25, so a wrong epsilon or momentum
+    # shows (mean 0: Keras's E[x^2] - E[x]^2 loses digits on a large mean).
+    y = (rng.normal(size=(3, 4, 5, 6)) * 0.05).astype("float32")
+    layers = []
+    for _ in range(2):
+        bn = keras.layers.BatchNormalization(axis=-1, momentum=0.25,
+                                             gamma_initializer="ones")
+        bn.build(y.shape)
+        bn.gamma.assign(rng.normal(size=6).astype("float32") if not layers
+                        else layers[0].gamma.numpy())
+        bn.beta.assign(np.arange(6, dtype="float32") if not layers
+                       else layers[0].beta.numpy())
+        layers.append(bn)
+    keras_bn, fused_bn = layers
+    weights = torch.tensor(rng.normal(size=y.shape).astype("float32"))
+    results = []
+    for bn, fused in ((keras_bn, False), (fused_bn, True)):
+        t = torch.tensor(y, requires_grad=True)
+        assert nlb._torch_fused_bn_applies(bn, t, True, None)
+        out = nlb._torch_fused_batch_norm(bn, t) if fused else bn(t, training=True)
+        (out * weights).sum().backward()
+        results.append((out.detach().numpy(), t.grad.numpy(),
+                        bn.gamma.value.grad.numpy(), bn.beta.value.grad.numpy(),
+                        bn.moving_mean.numpy(), bn.moving_variance.numpy()))
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert not nlb._torch_fused_bn_applies(fused_bn, torch.tensor(y), False, None)
+    assert not nlb._torch_fused_bn_applies(fused_bn, torch.tensor(y), True,
+                                           torch.ones(3, 4, 5, dtype=torch.bool))

@@ -19,18 +19,30 @@ weight gradients (`F` again, one matmul per matmul of the forward pass) plus
 the input gradients (`F` less the input projections' input gradients: the
 model input needs none).
 
+With `--peer PATH`, a peer non-local block in plain PyTorch is timed too:
+`PATH` is a Python file whose `build(channels)` returns a `torch.nn.Module`
+taking channels-first `(batch, channels, H, W)` input (e.g. the formulation
+of the public PyTorch implementation: 1x1 convolutions theta, phi, g to
+`C / 2`, softmax of theta . phi, W + BatchNorm, `z = W y + x`). Its training
+step (the same loss, `torch.optim.SGD`) is timed against `NonLocalBlock`'s
+in alternating rounds, on any backend (PyTorch runs beside JAX or
+TensorFlow in the same process), and the ratio ours / peer of the step
+times is printed with the peer's GFLOP/s (same FLOP count: same matmuls).
+
 Run: `KERAS_BACKEND=jax python benchmarks/attention_flops.py` (tensorflow,
-torch too). `--quick` uses smaller inputs.
+torch too). `--quick` uses smaller inputs; `--layers NonLocalBlock` times
+one layer only.
 """
 
 import argparse
+import importlib.util
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _timing import one_layer_model, paired_ratio  # noqa: E402
+from _timing import describe, one_layer_model, paired_ratio  # noqa: E402
 
 from keras_attention_vision.layers import (  # noqa: E402
     LocalSelfAttention2D,
@@ -122,11 +134,37 @@ def matmul_step(size):
     return (lambda: a @ b), 2 * size**3
 
 
+def peer_step(path, x, loss_fn=None):
+    """The SGD training step of the peer module in `path` on `x` (channels last)."""
+    import torch
+
+    spec = importlib.util.spec_from_file_location("non_local_peer", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    peer = module.build(x.shape[-1])
+    peer.train()
+    x_cf = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))
+    optimizer = torch.optim.SGD(peer.parameters(), lr=1e-3)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        peer(x_cf).mean().backward()
+        optimizer.step()
+
+    return step
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
+    parser.add_argument("--layers", nargs="+", default=None, metavar="NAME",
+                        help="time only these layers (default: all three)")
+    parser.add_argument("--peer", metavar="PATH", default=None,
+                        help="a file with build(channels) -> torch.nn.Module (channels "
+                             "first): a peer non-local block timed against NonLocalBlock")
     args = parser.parse_args()
     backend = keras.backend.backend()
     mm_step, mm_flops = matmul_step(args.matmul_size)
@@ -137,6 +175,8 @@ def main():
     print(f"{'layer':22} {'jit':5} {'GFLOP/step':>10} {'GFLOP/s':>8} "
           f"{'NumPy GFLOP/s':>13}  fraction of NumPy (median, range)")
     for name, make, shape, flops in layer_cases:
+        if args.layers and name not in args.layers:
+            continue
         for jit in jit_options:
             keras.utils.set_random_seed(0)
             model = one_layer_model(make(), shape)
@@ -156,6 +196,13 @@ def main():
             print(f"{name:22} {jit!s:5} {flops / 1e9:10.2f} {rate:8.1f} {mm_rate:13.1f}  "
                   f"{np.median(fractions):.2f} ({min(fractions):.2f}-{max(fractions):.2f})",
                   flush=True)
+            if args.peer and name == "NonLocalBlock":
+                versus = paired_ratio(
+                    lambda m=model, x=x, y=y: m.train_on_batch(x, y),
+                    peer_step(args.peer, x), rounds=args.rounds)
+                print(f"{'  peer (PyTorch)':22} {'':5} {flops / 1e9:10.2f} "
+                      f"{flops / versus['b'] / 1e9:8.1f}  ours / peer time "
+                      f"{describe(versus)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,11 +40,12 @@ def _torch_fused_batch_norm(bn, y):
     `NonLocalBlock` training step on the CPU. `torch.native_batch_norm` does it
     in one kernel forward and one backward (0.65 of the time of Keras's on a
     (16, 32, 32, 256) map, forward and backward, measured in alternating
-    rounds; the block's training step at that size: 0.86 of the time). The result is Keras's within float32 rounding (the batch
-    variance is the biased one, computed by the kernel with a more accurate
-    formula). The moving statistics get Keras's update
-    (`moving * momentum + batch * (1 - momentum)`, biased variance), and the
-    layer and its variables are the same, so saving and loading are unchanged.
+    rounds; the block's training step at that size: 0.86 of the time). The
+    result is Keras's within float32 rounding (the batch variance is the
+    biased one, computed by the kernel with a more accurate formula). The
+    moving statistics get Keras's update (`moving * momentum + batch *
+    (1 - momentum)`, biased variance), and the layer and its variables are
+    the same, so saving and loading are unchanged.
 
     Args:
         bn: the built `keras.layers.BatchNormalization` (channels on the last

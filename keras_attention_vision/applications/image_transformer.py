@@ -392,9 +392,10 @@ class ImageTransformer(AutoregressiveImageModel, keras.Model):
             if low_resolution_values:
                 self.low_values = keras.layers.Dense(d, name="low_values", dtype=policy)
                 self.low_values.build((None, 1))
-            self.low_positions = PositionalEncoding2D(learned=learned_positions,
-                                                      data_format="channels_last",
-                                                      name="low_positions", dtype=policy)
+            if low_resolution_positions == "grid":  # "aligned" reads the decoder's
+                self.low_positions = PositionalEncoding2D(
+                    learned=learned_positions, data_format="channels_last",
+                    name="low_positions", dtype=policy)
             self.encoder_attentions = [
                 LocalSelfAttention2D(num_heads, key_dim, query_shape=self.low_grid,
                                      memory_flange=(0, 0), data_format="channels_last",

@@ -27,6 +27,11 @@ NAME = "image-transformer"
 HELP = ("Image Transformer (Parmar et al. 2018): bits/dim of 1D/2D local attention, "
         "completion, super-resolution")
 
+#: Units of the figures whose names do not say them (`kav demo`, summary lines).
+UNITS = {"super_resolution_bits_per_dim_saved_fraction": "fraction",
+         "super_resolution_input_mae": "grey levels (0-255)",
+         "unconditional_input_mae": "grey levels (0-255)"}
+
 #: Figures the paper reports (unverified; see REFERENCE.md section 6).
 PAPER = {
     "cifar10_bits_per_dim": 2.90,

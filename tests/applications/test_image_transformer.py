@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -271,3 +272,22 @@ def test_cross_attention_radius_limits_what_a_position_reads():
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):
         _tiny(**kwargs)
+
+
+@pytest.mark.parametrize("positions", ["aligned", "grid"])
+def test_super_resolution_model_is_built_whole_without_a_warning(positions):
+    # With aligned positions the encoder reads the decoder's encoding: no
+    # encoder positional layer is left unbuilt (Keras warned "build() was
+    # called ... unbuilt state" on every construction).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = ImageTransformer(input_shape=(6, 6, 1), num_layers=1, hidden_size=8,
+                                 num_heads=2, query_shape=(3, 3), memory_flange=(0, 0),
+                                 low_resolution_shape=(2, 2, 1), encoder_layers=1,
+                                 low_resolution_positions=positions,
+                                 learned_positions=True)
+    assert not [w for w in caught if "unbuilt state" in str(w.message)]
+    unbuilt = [layer.name for layer in model._flatten_layers(include_self=False)
+               if not layer.built]
+    assert unbuilt == []
+    assert hasattr(model, "low_positions") == (positions == "grid")

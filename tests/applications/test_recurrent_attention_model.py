@@ -25,6 +25,24 @@ def _data(n=32, seed=0):
     return images, labels
 
 
+def _np_hybrid_loss(o, labels, std=None):
+    """The paper's hybrid loss in NumPy from a rollout's outputs `o` (section 3.2).
+
+    Cross-entropy of the classifier, the baseline's squared error to the 0/1
+    reward, and the REINFORCE surrogate `-(R - b_t) log pi(l_t)` summed over
+    glimpses, each a mean over the batch.
+    """
+    std = TINY["std"] if std is None else std
+    n = len(labels)
+    ce = -np.mean(_np_log_softmax(o["logits"])[np.arange(n), labels])
+    reward = (o["logits"].argmax(-1) == labels).astype("float64")
+    mse = np.mean((o["baselines"] - reward[:, None]) ** 2)
+    log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
+              - 0.5 * np.log(2 * np.pi)).sum(-1)
+    surrogate = -np.mean(np.sum((reward[:, None] - o["baselines"]) * log_pi, 1))
+    return ce + mse + surrogate
+
+
 def _np_log_softmax(logits):
     z = logits - logits.max(-1, keepdims=True)
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
@@ -38,14 +56,7 @@ class RecurrentAttentionModelTest(testing.TestCase):
         out = model(images, training=True)
         loss = float(model.compute_loss(images, labels, out))
         o = testing.to_numpy(out)
-        ce = -np.mean(_np_log_softmax(o["logits"])[np.arange(8), labels])
-        reward = (o["logits"].argmax(-1) == labels).astype("float64")
-        mse = np.mean((o["baselines"] - reward[:, None]) ** 2)
-        std = TINY["std"]
-        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
-                  - 0.5 * np.log(2 * np.pi)).sum(-1)
-        surrogate = -np.mean(np.sum((reward[:, None] - o["baselines"]) * log_pi, 1))
-        self.assertAllClose(loss, ce + mse + surrogate, atol=1e-4, rtol=1e-4)
+        self.assertAllClose(loss, _np_hybrid_loss(o, labels), atol=1e-4, rtol=1e-4)
 
     def test_sample_weight_weights_every_term(self):
         # Keras's reduction: sum(w * loss_b) / B for the cross-entropy, the
@@ -235,14 +246,7 @@ class RecurrentAttentionModelTest(testing.TestCase):
         rollout = model(images, training=True)
         loss = float(model.compute_loss(images, labels, rollout))
         o = testing.to_numpy(rollout)
-        ce = -np.mean(_np_log_softmax(o["logits"])[np.arange(8), labels])
-        reward = (o["logits"].argmax(-1) == labels).astype("float64")
-        mse = np.mean((o["baselines"] - reward[:, None]) ** 2)
-        std = TINY["std"]
-        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
-                  - 0.5 * np.log(2 * np.pi)).sum(-1)
-        surrogate = -np.mean(np.sum((reward[:, None] - o["baselines"]) * log_pi, 1))
-        self.assertAllClose(loss, ce + mse + surrogate, atol=1e-4, rtol=1e-4)
+        self.assertAllClose(loss, _np_hybrid_loss(o, labels), atol=1e-4, rtol=1e-4)
         config = model.get_config()
         self.assertEqual(config["location_range"], 0.5)
         again = RecurrentAttentionModel.from_config(config)

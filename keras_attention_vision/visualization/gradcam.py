@@ -6,6 +6,8 @@ They can be scored against boxes with `metrics.pointing_game` and
 `metrics.attention_iou`, exactly as the attention maps are.
 """
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -93,7 +95,13 @@ def explanation_maps(model, images, class_indices, method="gradcam",
             return explainer(score, x, penultimate_layer=penultimate_layer,
                              seek_penultimate_conv_layer=penultimate_layer is None)
     step = batch_size or max(len(images), 1)
-    maps = [np.asarray(explain(CategoricalScore(classes[k:k + step]), images[k:k + step]),
-                       "float32").reshape((-1,) + images.shape[1:3])
-            for k in range(0, len(images), step)]
+    with warnings.catch_warnings():
+        # tf-keras-vis calls a one-input model with a list of one tensor, which
+        # Keras accepts but warns about on every call.
+        warnings.filterwarnings("ignore", message="The structure of `inputs` doesn't "
+                                "match the expected structure", category=UserWarning)
+        maps = [np.asarray(explain(CategoricalScore(classes[k:k + step]),
+                                   images[k:k + step]),
+                           "float32").reshape((-1,) + images.shape[1:3])
+                for k in range(0, len(images), step)]
     return np.concatenate(maps)

@@ -80,8 +80,8 @@ def test_affine_images_moves_a_blob_where_the_rotation_and_zoom_send_it(degrees,
 
 
 def test_location_range_defaults_per_preset_and_reaches_the_model():
-    for preset in ram.DEFAULT_LOCATION_RANGE:
+    for preset in ram.DEFAULT_EPOCHS:  # every preset: the paper's policy, 1.0
         args = _args("--preset", preset)
-        assert ram._overrides(args)["location_range"] == ram.DEFAULT_LOCATION_RANGE[preset]
+        assert ram._overrides(args)["location_range"] == 1.0
     args = _args("--preset", "cluttered60", "--location-range", "0.6")
     assert ram._overrides(args)["location_range"] == 0.6

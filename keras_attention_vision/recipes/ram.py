@@ -26,10 +26,6 @@ CANVAS = {"translated": (60, 0), "cluttered60": (60, 4), "cluttered100": (100, 8
 DEFAULT_EPOCHS = {"mnist": 300, "translated": 340, "cluttered60": 200, "cluttered100": 200}
 DEFAULT_DIGIT_AUGMENT = {"translated": "affine", "cluttered60": "none",
                          "cluttered100": "none"}
-#: Default `--location-range` (the bound of the policy mean) of each preset;
-#: 1.0 is the paper's policy (the mean may reach the whole canvas).
-DEFAULT_LOCATION_RANGE = {"mnist": 1.0, "translated": 1.0, "cluttered60": 1.0,
-                          "cluttered100": 1.0}
 
 
 def add_arguments(parser):
@@ -75,7 +71,7 @@ def add_arguments(parser):
                         "before placing it on its canvas; 'none' (the paper's data): "
                         "the digits as they are (default: affine for translated, "
                         "none for the cluttered presets)")
-    parser.add_argument("--location-range", type=float, default=None,
+    parser.add_argument("--location-range", type=float, default=1.0,
                         help="bound of the location policy's mean in [-1, 1] canvas "
                         "units, in (0, 1]: mean = RANGE * tanh(Lin(h)); the sampling "
                         "noise keeps --std (default: 1.0, the paper's policy over "
@@ -247,16 +243,10 @@ def _glimpse_picture(model, images, labels, path, count=6):
         predictions=np.argmax(keras.ops.convert_to_numpy(out["logits"]), -1))
 
 
-def _location_range(args):
-    """`--location-range`, or the preset's default (`DEFAULT_LOCATION_RANGE`)."""
-    given = getattr(args, "location_range", None)
-    return DEFAULT_LOCATION_RANGE[args.preset] if given is None else given
-
-
 def _overrides(args):
     overrides = {"std": args.std, "seed": args.seed, "data_format": "channels_last",
                  "policy_to_core": getattr(args, "policy_to_core", False),
-                 "location_range": _location_range(args)}
+                 "location_range": getattr(args, "location_range", 1.0)}
     if args.core:
         overrides["core"] = args.core
     if args.glimpses:
@@ -375,7 +365,7 @@ def run(args, epochs, verbose=True):
     figures = {
         "preset": args.preset,
         "digit_augment": _digit_augment_choice(args),  # the one in effect
-        "location_range": _location_range(args),
+        "location_range": getattr(args, "location_range", 1.0),
         "backend": keras.backend.backend(),
         "epochs": epochs,
         "train_seconds": round(train_seconds, 1),

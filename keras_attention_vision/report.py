@@ -88,7 +88,7 @@ def format_figures(figures, units=None):
 def figure_texts(figures, units=None):
     """`["key text", ...]`: one recipe's figures as the summary line shows them.
 
-    A key that is also its value's unit is not repeated: `epochs 20`, not
+    A key that is also its value's unit is not repeated: `20 epochs`, not
     `epochs 20 epochs`.
     """
     return [text if text.endswith(" " + key) else f"{key} {text}"

@@ -365,9 +365,10 @@ def preset_arguments(application):
                 return constructor(*args, **kwargs)
             get_preset(weights, application)  # another application's preset: refused
             passed = set(bound.arguments)
-            _check_channels(weights, application, bound.arguments)
+            recorded = preset_config(weights)
+            _check_channels(weights, application, bound.arguments, recorded)
             no_top = "include_top" in named and bound.arguments.get("include_top") is False
-            for key, value in preset_config(weights).items():
+            for key, value in recorded.items():
                 if key not in named or key in passed or key in NOT_INHERITED:
                     continue
                 if key == "input_shape" and no_top:
@@ -385,16 +386,17 @@ def preset_arguments(application):
     return decorate
 
 
-def _check_channels(weights, application, arguments):
+def _check_channels(weights, application, arguments, config):
     """Refuses an `input_shape` / `input_tensor` whose channels the preset cannot take.
 
     The first layer's kernel depends on the channel count, so the image
-    size may differ from the preset's but the channels may not.
+    size may differ from the preset's (`config`, its recorded arguments) but
+    the channels may not.
 
     Raises:
         ValueError: naming both channel counts.
     """
-    recorded = preset_config(weights).get("input_shape")
+    recorded = config.get("input_shape")
     if recorded is None:
         return
     shape = arguments.get("input_shape")

@@ -37,6 +37,7 @@ one layer only.
 import argparse
 import importlib.util
 import os
+from unittest import mock
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -48,6 +49,7 @@ from keras_attention_vision.layers import (  # noqa: E402
     LocalSelfAttention2D,
     NonLocalBlock,
     SelfAttention2D,
+    attention_core,  # noqa: E402
 )
 
 
@@ -155,6 +157,30 @@ def peer_step(path, x, loss_fn=None):
     return step
 
 
+def low_precision_kernel(policy):
+    """Whether the fused attention kernel gets low-precision inputs under `policy`."""
+    compute = keras.DTypePolicy(policy).compute_dtype
+    return attention_core.fused_kernel_dtype(compute) != "float32"
+
+
+def float32_kernel_step(make, shape, x, y, jit):
+    """A training step of the same layer with the fused kernel's inputs in float32.
+
+    What every backend did before `attention_core.fused_kernel_dtype`: the
+    baseline of the low-precision kernel, timed in the same run.
+    """
+    keras.utils.set_random_seed(0)
+    model = one_layer_model(make(), shape)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=output_mean, jit_compile=jit)
+
+    def step():
+        with mock.patch.object(attention_core, "fused_kernel_dtype",
+                               lambda *args: "float32"):
+            model.train_on_batch(x, y)
+
+    return step
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -162,15 +188,20 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
     parser.add_argument("--layers", nargs="+", default=None, metavar="NAME",
                         help="time only these layers (default: all three)")
+    parser.add_argument("--dtype-policy", default="float32",
+                        help="Keras dtype policy of the layers, e.g. mixed_bfloat16 "
+                             "(the reference stays NumPy's float32 matmul)")
     parser.add_argument("--peer", metavar="PATH", default=None,
                         help="a file with build(channels) -> torch.nn.Module (channels "
                              "first): a peer non-local block timed against NonLocalBlock")
     args = parser.parse_args()
+    keras.config.set_dtype_policy(args.dtype_policy)
     backend = keras.backend.backend()
     mm_step, mm_flops = matmul_step(args.matmul_size)
     layer_cases, batch = cases(args.quick)
     jit_options = ["auto", True] if backend == "tensorflow" else ["auto"]
-    print(f"backend {backend}; batch {batch}; NumPy float32 matmul "
+    print(f"backend {backend}; dtype policy {args.dtype_policy}; batch {batch}; "
+          f"NumPy float32 matmul "
           f"{args.matmul_size}^3 as the reference rate")
     print(f"{'layer':22} {'jit':5} {'GFLOP/step':>10} {'GFLOP/s':>8} "
           f"{'NumPy GFLOP/s':>13}  fraction of NumPy (median, range)")
@@ -196,6 +227,13 @@ def main():
             print(f"{name:22} {jit!s:5} {flops / 1e9:10.2f} {rate:8.1f} {mm_rate:13.1f}  "
                   f"{np.median(fractions):.2f} ({min(fractions):.2f}-{max(fractions):.2f})",
                   flush=True)
+            if low_precision_kernel(args.dtype_policy):
+                versus = paired_ratio(
+                    lambda m=model, x=x, y=y: m.train_on_batch(x, y),
+                    float32_kernel_step(make, shape, x, y, jit), rounds=args.rounds)
+                print(f"{'  float32 kernel':22} {'':5} {flops / 1e9:10.2f} "
+                      f"{flops / versus['b'] / 1e9:8.1f}  step time, low-precision / "
+                      f"float32 kernel inputs {describe(versus)}", flush=True)
             if args.peer and name == "NonLocalBlock":
                 versus = paired_ratio(
                     lambda m=model, x=x, y=y: m.train_on_batch(x, y),

@@ -32,6 +32,8 @@ left gets an all-zero row (output 0), never NaN. The mask is applied with
 
 Logits, softmax and the weighted sum are computed in float32 whatever the
 compute dtype (float16 softmax overflows); the caller casts the result back.
+(PyTorch's fused kernel takes bfloat16 inputs as they are and accumulates in
+float32: see below.)
 
 Memory: the `(N_q, N_k)` weight matrix is what exhausts memory on large maps.
 With `query_chunk_size`, the queries are processed `query_chunk_size` at a time,
@@ -41,9 +43,11 @@ either (it recomputes them). The numbers are those of the unchunked
 computation. When the weights are a softmax of dot products and are not
 returned, `keras.ops.dot_product_attention` is used, so GPUs get the fused
 kernels of the backend (except on JAX's CPU backend, where plain einsums are
-faster; see `fused_kernel_helps`). The inputs of the fused call are float32, as
-the contract above says; float16 flash-attention kernels are therefore not
-used under mixed precision.
+faster; see `fused_kernel_helps`). The inputs of the fused call are float32,
+except on PyTorch, whose SDPA kernels keep the logits and the softmax in
+float32 themselves: there bfloat16 inputs stay bfloat16 (and float16 ones on
+CUDA), so its low-precision kernels run under mixed precision
+(`fused_kernel_dtype`).
 
 Example:
 
@@ -190,6 +194,32 @@ def fused_kernel_helps():
     return jax.default_backend() != "cpu"
 
 
+def fused_kernel_dtype(dtype, device_type="cpu"):
+    """The dtype of the fused `dot_product_attention` call for inputs of `dtype`.
+
+    The contract is float32 logits and softmax. PyTorch's SDPA kernels keep
+    both in float32 internally (their accumulators) whatever the input
+    dtype, so there the inputs keep a low precision when the device has fast
+    matmuls for it: `bfloat16` on any device (CPUs with AVX512-BF16 or AMX,
+    GPUs); `float16` only on CUDA (CPUs have no float16 matmul kernels:
+    SDPA took 3.5x its float32 time here). Everything else is float32:
+    TensorFlow's and JAX's CPU `dot_product_attention` is the explicit
+    matmul / softmax / matmul, whose logits would be rounded to the low
+    precision, and XLA's CPU dots are no faster in bfloat16.
+
+    Args:
+        dtype: the dtype of the queries, keys and values (a string).
+        device_type: `"cpu"` or `"cuda"` (PyTorch's device type).
+
+    Returns:
+        `"bfloat16"`, `"float16"` or `"float32"`.
+    """
+    if keras.backend.backend() == "torch":
+        if dtype == "bfloat16" or (dtype == "float16" and device_type == "cuda"):
+            return dtype
+    return "float32"
+
+
 def _can_fuse(query, value, pairwise, normalization, return_scores, mask=None):
     # With a mask, rows without any key must give 0 (not the backend's
     # uniform or NaN row), so masked attention takes the explicit path.
@@ -200,20 +230,29 @@ def _can_fuse(query, value, pairwise, normalization, return_scores, mask=None):
 
 def _attend_block(query, key, value, pairwise, normalization, scale, return_scores,
                   mask=None):
-    query = ops.cast(query, "float32")
-    key = ops.cast(key, "float32")
-    value = ops.cast(value, "float32")
     if _can_fuse(query, value, pairwise, normalization, return_scores, mask):
         # (B, N, C) -> (B, N, 1 head, C): the backend's fused kernel.
+        dtype = fused_kernel_dtype(keras.backend.standardize_dtype(query.dtype),
+                                   _device_type(query))
+        query, key, value = (ops.cast(t, dtype) for t in (query, key, value))
         out = ops.dot_product_attention(
             query[:, :, None, :], key[:, :, None, :], value[:, :, None, :],
             scale=scale,
         )
-        return out[:, :, 0, :], None
+        return ops.cast(out[:, :, 0, :], "float32"), None
+    query = ops.cast(query, "float32")
+    key = ops.cast(key, "float32")
+    value = ops.cast(value, "float32")
     weights = attention_weights(attention_logits(query, key, pairwise, scale),
                                 normalization, mask)
     out = ops.einsum("bqk,bkc->bqc", weights, value)
     return out, (weights if return_scores else None)
+
+
+def _device_type(tensor):
+    """PyTorch's device type of `tensor` (`"cpu"` on the other backends)."""
+    device = getattr(tensor, "device", None)
+    return getattr(device, "type", "cpu") if keras.backend.backend() == "torch" else "cpu"
 
 
 def _query_rows(mask, start, stop):

@@ -300,3 +300,46 @@ def test_torch_fused_batch_norm_matches_keras():
     assert not nlb._torch_fused_bn_applies(fused_bn, torch.tensor(y), False, None)
     assert not nlb._torch_fused_bn_applies(fused_bn, torch.tensor(y), True,
                                            torch.ones(3, 4, 5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("dtype, device, expected", [
+    ("float32", "cpu", "float32"), ("bfloat16", "cpu", "bfloat16"),
+    ("float16", "cpu", "float32"), ("float16", "cuda", "float16"),
+    ("bfloat16", "cuda", "bfloat16")])
+def test_fused_kernel_dtype(dtype, device, expected):
+    # Low precision only into PyTorch's SDPA (float32 logits inside), and
+    # float16 only where it has float16 matmuls (CUDA).
+    from keras_attention_vision.layers import attention_core
+
+    if keras.backend.backend() != "torch":
+        expected = "float32"
+    assert attention_core.fused_kernel_dtype(dtype, device) == expected
+
+
+@pytest.mark.parametrize("policy, kernel_dtype", [("float32", "float32"),
+                                                  ("mixed_bfloat16", "bfloat16")])
+def test_torch_sdpa_gets_bfloat16_under_mixed_bfloat16(monkeypatch, policy, kernel_dtype):
+    # The fused kernel's inputs keep the compute dtype where PyTorch has fast
+    # bfloat16 kernels; the output still matches the float32 equation.
+    if keras.backend.backend() != "torch":
+        pytest.skip("the low-precision fused kernel is PyTorch's SDPA")
+    import torch
+
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query, key, value, *args, **kwargs):
+        seen.append({str(t.dtype) for t in (query, key, value)})
+        return sdpa(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    x = _input((2, 4, 5, 8))
+    layer = NonLocalBlock(dtype=policy)
+    layer(x)
+    testing.perturb_weights(layer)
+    out = testing.to_numpy(layer(x, training=False)).astype("float64")
+    assert seen and all(dtypes == {f"torch.{kernel_dtype}"} for dtypes in seen)
+    expected, _ = ref.non_local(x, layer_weights(layer), "embedded_gaussian", False,
+                                True, True)
+    tolerance = 2e-5 if policy == "float32" else 5e-2
+    np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)

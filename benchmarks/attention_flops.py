@@ -184,6 +184,10 @@ def float32_kernel_step(make, shape, x, y, jit):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3,
+                        help="steps of each side per round, the round's time their "
+                             "median (the first step after the other side can find "
+                             "its thread pool still spinning on the 2 cores)")
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
     parser.add_argument("--layers", nargs="+", default=None, metavar="NAME",
@@ -218,7 +222,7 @@ def main():
             y = np.zeros_like(x)
             result = paired_ratio(
                 lambda m=model, x=x, y=y: m.train_on_batch(x, y), mm_step,
-                rounds=args.rounds)
+                rounds=args.rounds, steps=args.steps)
             # fraction = (flops / t_layer) / (mm_flops / t_mm)
             scale = flops / mm_flops
             fractions = [scale / r for r in result["ratios"]]
@@ -230,14 +234,15 @@ def main():
             if low_precision_kernel(args.dtype_policy):
                 versus = paired_ratio(
                     lambda m=model, x=x, y=y: m.train_on_batch(x, y),
-                    float32_kernel_step(make, shape, x, y, jit), rounds=args.rounds)
+                    float32_kernel_step(make, shape, x, y, jit), rounds=args.rounds,
+                    steps=args.steps)
                 print(f"{'  float32 kernel':22} {'':5} {flops / 1e9:10.2f} "
                       f"{flops / versus['b'] / 1e9:8.1f}  step time, low-precision / "
                       f"float32 kernel inputs {describe(versus)}", flush=True)
             if args.peer and name == "NonLocalBlock":
                 versus = paired_ratio(
                     lambda m=model, x=x, y=y: m.train_on_batch(x, y),
-                    peer_step(args.peer, x), rounds=args.rounds)
+                    peer_step(args.peer, x), rounds=args.rounds, steps=args.steps)
                 print(f"{'  peer (PyTorch)':22} {'':5} {flops / 1e9:10.2f} "
                       f"{flops / versus['b'] / 1e9:8.1f}  ours / peer time "
                       f"{describe(versus)}", flush=True)

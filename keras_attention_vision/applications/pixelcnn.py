@@ -236,6 +236,12 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
         for i, block in enumerate(self.blocks):
             shape = (None, rows, cols, channels if i == 0 else self.filters)
             block.build([shape, shape] + condition)
+        if self.num_classes:
+            # The last block's gated vertical output feeds nothing: only its
+            # link (taken before the condition is added, eq. 4) reaches the
+            # horizontal stack. Its vertical conditioning changes no output and
+            # would get no gradient (Keras warns on every step): not trained.
+            self.blocks[-1].vertical_condition.trainable = False
 
     def _dummy_inputs(self):
         images = np.zeros((1,) + self.image_shape, "float32")

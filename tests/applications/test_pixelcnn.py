@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -122,6 +123,27 @@ class PixelCNNTest(testing.TestCase):
                 np.testing.assert_array_equal(
                     testing.to_numpy(model._sample_rows(*args, lookahead=d)), naive,
                     err_msg=f"lookahead={d}, seed={seed}")
+
+    def test_class_conditional_last_vertical_condition_is_not_trained(self):
+        # It changes no output (the last block's vertical output feeds
+        # nothing), so it is frozen rather than left without a gradient.
+        x = _binary_images(8)
+        labels = np.arange(8) % 2
+        model = _small(num_classes=2)
+        testing.perturb_weights(model)
+        last = model.blocks[-1].vertical_condition
+        before = testing.to_numpy(model([x, labels]))
+        last.kernel.assign(last.kernel + 1.0)
+        np.testing.assert_array_equal(testing.to_numpy(model([x, labels])), before)
+        self.assertFalse(last.trainable)
+        self.assertTrue(all(block.vertical_condition.trainable
+                            for block in model.blocks[:-1]))
+        model.compile(optimizer="adam")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit([x, labels], batch_size=8, epochs=1, verbose=0)
+        messages = [str(w.message) for w in caught]
+        self.assertFalse([m for m in messages if "Gradients do not exist" in m], messages)
 
     def test_class_conditional_fit_and_sample(self):
         x = _binary_images(8)

@@ -245,9 +245,11 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
     transformers = [n for n, m in models.items() if isinstance(m, ImageTransformer)]
     name = completion_config or (transformers[-1] if transformers else None)
     if name is not None:  # not for a PixelCNN alone (--only pixelcnn)
-        _complete_and_super_resolve(args, models, name, x_train, x_test, common,
-                                    configs, figures, details, super_resolution,
-                                    num_completions, epochs, learning_rate)
+        recorded = _Recorded(args, common, x_train, x_test, figures, details)
+        originals = _complete(recorded, models[name], name, num_completions)
+        if super_resolution:
+            _super_resolve(recorded, models[name], name, configs[name], originals,
+                           epochs, learning_rate)
 
     results = dict(figures, backend=keras.backend.backend(), epochs=epochs,
                    learning_rate=learning_rate, batch_size=args.batch_size,
@@ -261,21 +263,32 @@ def run(args, epochs, train_size, configs, super_resolution, num_completions,
     return figures
 
 
-def _complete_and_super_resolve(args, models, name, x_train, x_test, common, configs,
-                                figures, details, super_resolution, num_completions,
-                                epochs, learning_rate):
-    """Completions by model `name`, then the super-resolution model; adds to `figures`."""
+class _Recorded:
+    """What the completion and super-resolution steps read and add to.
+
+    The parsed `args`, the models' `common` constructor arguments, the data
+    splits, and the `figures` / `details` dicts of `results.json` that they
+    fill in.
+    """
+
+    def __init__(self, args, common, x_train, x_test, figures, details):
+        self.args, self.common = args, common
+        self.x_train, self.x_test = x_train, x_test
+        self.figures, self.details = figures, details
+
+
+def _complete(recorded, model, name, num_completions):
+    """Completes test digits from their upper halves with `model`; returns the digits."""
     import numpy as np
 
-    from keras_attention_vision.applications import ImageTransformer
-
-    count = min(num_completions, len(x_test))
-    originals = x_test[:count]
+    args, figures = recorded.args, recorded.figures
+    count = min(num_completions, len(recorded.x_test))
+    originals = recorded.x_test[:count]
     mask = np.zeros((28, 28, 1), bool)
     mask[:14] = True
     start = time.perf_counter()
-    first = models[name].complete(originals, mask, seed=args.seed)
-    second = models[name].complete(originals, mask, seed=args.seed + 1)
+    first = model.complete(originals, mask, seed=args.seed)
+    second = model.complete(originals, mask, seed=args.seed + 1)
     figures["completion_seconds"] = round(time.perf_counter() - start, 2)
     figures["completions_keep_given_half"] = bool(
         np.array_equal(first[:, :14], originals[:, :14]))
@@ -286,58 +299,74 @@ def _complete_and_super_resolve(args, models, name, x_train, x_test, common, con
         os.path.join(args.output_dir, "completions.png"),
         f"Image Transformer ({name}, test {figures[f'{name}_test_bits_per_dim']:.3f} "
         "bits/dim): lower halves sampled")
+    return originals
 
-    if super_resolution:
-        low_train, low_test = downscale(x_train, 4), downscale(x_test, 4)
-        positions = getattr(args, "low_resolution_positions", "aligned")
-        sr_epochs = getattr(args, "super_resolution_epochs", None) or epochs
-        config = dict(configs[name], low_resolution_shape=(7, 7, 1),
-                      low_resolution_positions=positions,
-                      cross_attention_radius=getattr(args, "cross_attention_radius", None),
-                      low_resolution_values=getattr(args, "low_resolution_values", False))
-        model = ImageTransformer(**common, **config)
-        seconds, history = _fit(model, [x_train, low_train], args, sr_epochs,
-                                learning_rate, "super_resolution")
-        model.save_weights(os.path.join(args.output_dir, "super_resolution.weights.h5"))
-        bpd = model.bits_per_dim(x_test, low_resolution=low_test)
-        free_bpd = figures[f"{name}_test_bits_per_dim"]
-        low = low_test[:count]
-        start = time.perf_counter()
-        high = model.super_resolve(low, seed=args.seed)
-        high2 = model.super_resolve(low, seed=args.seed + 1)
-        sample_seconds = time.perf_counter() - start
-        free = models[name].sample(count, seed=args.seed)
-        free2 = models[name].sample(count, seed=args.seed + 1)
-        consistency = np.mean([input_consistency(h, low, 4) for h in (high, high2)])
-        free_consistency = np.mean([input_consistency(f, low, 4) for f in (free, free2)])
-        figures.update({
-            "super_resolution_test_bits_per_dim": round(bpd, 4),
-            "super_resolution_bits_per_dim_saved_fraction": round(
-                (free_bpd - bpd) / free_bpd, 4),
-            "super_resolution_input_mae": round(float(consistency), 2),
-            "unconditional_input_mae": round(float(free_consistency), 2),
-        })
-        details["super_resolution"] = dict(
-            config, test_bits_per_dim=round(bpd, 4), epochs=sr_epochs,
-            train_bits_per_dim_by_epoch=history, train_seconds=round(seconds, 1),
-            parameters=model.count_params(), unconditional_model=name,
-            unconditional_test_bits_per_dim=free_bpd,
-            input_mae_grey_levels={"super_resolution": round(float(consistency), 2),
-                                   "unconditional": round(float(free_consistency), 2)},
-            sampling_seconds=round(sample_seconds, 2))
-        blocky = np.repeat(np.repeat(low, 4, axis=1), 4, axis=2)
-        save_labelled_grid(
-            [blocky, high, high2, free, originals],
-            ["7x7 input", "28x28 sample\nseed 0", "28x28 sample\nseed 1",
-             "no input\n(unconditional)", "original 28x28"],
-            os.path.join(args.output_dir, "super_resolution.png"),
-            f"Image Transformer super-resolution 7x7 -> 28x28: test {bpd:.3f} bits/dim "
-            f"given the 7x7 image ({free_bpd:.3f} without)\nsamples downscaled to 7x7 "
-            f"differ from the input by {consistency:.1f} grey levels on average "
-            f"({free_consistency:.1f} without the input)")
-        print(f"image-transformer super-resolution: test {bpd:.4f} bits/dim "
-              f"({free_bpd:.4f} without the 7x7 image); input consistency "
-              f"{consistency:.1f} grey levels ({free_consistency:.1f} without)", flush=True)
+
+def _super_resolve(recorded, free_model, name, config, originals, epochs, learning_rate):
+    """Trains the 7x7 -> 28x28 model on `config` and compares it with `free_model`.
+
+    `free_model` is the unconditional model `name` whose decoder `config`
+    (its constructor arguments besides `recorded.common`) describes; the
+    super-resolution model adds the encoder. `originals` are the digits
+    whose downscaled versions are super-resolved in the figure.
+    """
+    import numpy as np
+
+    from keras_attention_vision.applications import ImageTransformer
+
+    args, figures, details = recorded.args, recorded.figures, recorded.details
+    count = len(originals)
+    low_train = downscale(recorded.x_train, 4)
+    low_test = downscale(recorded.x_test, 4)
+    positions = getattr(args, "low_resolution_positions", "aligned")
+    sr_epochs = getattr(args, "super_resolution_epochs", None) or epochs
+    config = dict(config, low_resolution_shape=(7, 7, 1),
+                  low_resolution_positions=positions,
+                  cross_attention_radius=getattr(args, "cross_attention_radius", None),
+                  low_resolution_values=getattr(args, "low_resolution_values", False))
+    model = ImageTransformer(**recorded.common, **config)
+    seconds, history = _fit(model, [recorded.x_train, low_train], args, sr_epochs,
+                            learning_rate, "super_resolution")
+    model.save_weights(os.path.join(args.output_dir, "super_resolution.weights.h5"))
+    bpd = model.bits_per_dim(recorded.x_test, low_resolution=low_test)
+    free_bpd = figures[f"{name}_test_bits_per_dim"]
+    low = low_test[:count]
+    start = time.perf_counter()
+    high = model.super_resolve(low, seed=args.seed)
+    high2 = model.super_resolve(low, seed=args.seed + 1)
+    sample_seconds = time.perf_counter() - start
+    free = free_model.sample(count, seed=args.seed)
+    free2 = free_model.sample(count, seed=args.seed + 1)
+    consistency = np.mean([input_consistency(h, low, 4) for h in (high, high2)])
+    free_consistency = np.mean([input_consistency(f, low, 4) for f in (free, free2)])
+    figures.update({
+        "super_resolution_test_bits_per_dim": round(bpd, 4),
+        "super_resolution_bits_per_dim_saved_fraction": round(
+            (free_bpd - bpd) / free_bpd, 4),
+        "super_resolution_input_mae": round(float(consistency), 2),
+        "unconditional_input_mae": round(float(free_consistency), 2),
+    })
+    details["super_resolution"] = dict(
+        config, test_bits_per_dim=round(bpd, 4), epochs=sr_epochs,
+        train_bits_per_dim_by_epoch=history, train_seconds=round(seconds, 1),
+        parameters=model.count_params(), unconditional_model=name,
+        unconditional_test_bits_per_dim=free_bpd,
+        input_mae_grey_levels={"super_resolution": round(float(consistency), 2),
+                               "unconditional": round(float(free_consistency), 2)},
+        sampling_seconds=round(sample_seconds, 2))
+    blocky = np.repeat(np.repeat(low, 4, axis=1), 4, axis=2)
+    save_labelled_grid(
+        [blocky, high, high2, free, originals],
+        ["7x7 input", "28x28 sample\nseed 0", "28x28 sample\nseed 1",
+         "no input\n(unconditional)", "original 28x28"],
+        os.path.join(args.output_dir, "super_resolution.png"),
+        f"Image Transformer super-resolution 7x7 -> 28x28: test {bpd:.3f} bits/dim "
+        f"given the 7x7 image ({free_bpd:.3f} without)\nsamples downscaled to 7x7 "
+        f"differ from the input by {consistency:.1f} grey levels on average "
+        f"({free_consistency:.1f} without the input)")
+    print(f"image-transformer super-resolution: test {bpd:.4f} bits/dim "
+          f"({free_bpd:.4f} without the 7x7 image); input consistency "
+          f"{consistency:.1f} grey levels ({free_consistency:.1f} without)", flush=True)
 
 
 #: The PixelCNN the Image Transformer is compared with (`--pixelcnn-baseline`):

@@ -353,7 +353,8 @@ def _scan_chunks(block, query, key, value, chunk, mask=None):
         out = ops.map(lambda q: block(q, key, value), chunks)
     else:  # a mask with one query row, the same for every chunk
         out = ops.map(lambda q: block(q, key, value, mask), chunks)
-    out = ops.reshape(ops.moveaxis(out, 0, 1), (batch, num_chunks * chunk, -1))
+    out = ops.reshape(ops.moveaxis(out, 0, 1),  # explicit sizes: the batch may be empty
+                      (batch, num_chunks * chunk, out.shape[-1]))
     return out[:, :num_queries]
 
 

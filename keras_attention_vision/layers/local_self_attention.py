@@ -393,7 +393,8 @@ class LocalAttentionBase(keras.layers.Layer):
         batch, heads, blocks, q, d = (ops.shape(t)[0],) + tuple(t.shape[1:])
         t = ops.reshape(t, (batch, heads, blocks, q * d))
         t = ops.take(t, plan["block_index"], axis=2)  # (B, heads, blocks * S, q * d)
-        return ops.reshape(t, (batch, heads, blocks, -1, d))
+        # explicit sizes, no -1: the batch may be empty
+        return ops.reshape(t, (batch, heads, blocks, len(plan["shifts"]) * q, d))
 
     def _full_window(self, weights):
         """`(..., q, m)` weights over the computed parts -> the whole window.
@@ -480,12 +481,15 @@ class LocalAttentionBase(keras.layers.Layer):
 
         def windows(t):  # (blocks, q, B, heads, d) -> (blocks, m, B * heads, d)
             d = t.shape[-1]
+            # explicit sizes, no -1: the batch may be empty
             if plan["shifts"] is not None:  # whole blocks
-                t = ops.take(ops.reshape(t, (blocks, -1)), plan["block_index"], axis=0)
+                t = ops.take(ops.reshape(t, (blocks, q * batch * heads * d)),
+                             plan["block_index"], axis=0)
             else:  # pixels
-                t = ops.take(ops.reshape(t, (blocks * q, -1)), plan["blocked_index"],
-                             axis=0)
-            return ops.reshape(ops.cast(t, "float32"), (blocks, -1, batch * heads, d))
+                t = ops.take(ops.reshape(t, (blocks * q, batch * heads * d)),
+                             plan["blocked_index"], axis=0)
+            memory = plan["index"].shape[-1]
+            return ops.reshape(ops.cast(t, "float32"), (blocks, memory, batch * heads, d))
 
         query = ops.cast(self.query_dense(x), "float32")
         query = ops.reshape(query, (blocks, q, batch * heads, self.key_dim))

@@ -217,6 +217,24 @@ def test_symbolic_shapes_with_unknown_sizes():
         None, 1, 4, 3, 5)
 
 
+@pytest.mark.parametrize("layer, shape", [
+    (lambda: LocalSelfAttention2D(2, 4, data_format="channels_last"), (0, 16, 16, 16)),
+    (lambda: LocalSelfAttention2D(2, 4, memory_flange=(3, 5), data_format="channels_last"),
+     (0, 16, 16, 16)),
+    (lambda: LocalSelfAttention2D(2, 4, causal=True, data_format="channels_last"),
+     (0, 10, 12, 16)),
+    (lambda: LocalSelfAttention1D(2, 4, query_length=4, memory_length=4), (0, 16, 16)),
+])
+def test_empty_batch_gives_an_empty_output(layer, shape):
+    # Every path (whole-block and pixel windows, padding, PyTorch's fused
+    # one) reshapes with explicit sizes, so a batch of 0 works as in Keras.
+    layer = layer()
+    out = layer(np.zeros(shape, "float32"))
+    assert tuple(out.shape) == shape
+    out, scores = layer(np.zeros(shape, "float32"), return_attention_scores=True)
+    assert tuple(out.shape) == shape and scores.shape[0] == 0
+
+
 class LocalSelfAttentionHarnessTest(testing.TestCase):
     def test_harness_2d(self):
         self.run_layer_test(

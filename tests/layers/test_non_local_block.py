@@ -343,3 +343,10 @@ def test_torch_sdpa_gets_bfloat16_under_mixed_bfloat16(monkeypatch, policy, kern
                                 True, True)
     tolerance = 2e-5 if policy == "float32" else 5e-2
     np.testing.assert_allclose(out, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("chunk", [None, 8])
+def test_empty_batch_gives_an_empty_output(chunk):
+    # JAX's chunked path (a scan over query chunks) included.
+    out = NonLocalBlock(query_chunk_size=chunk)(np.zeros((0, 8, 8, 16), "float32"))
+    assert tuple(out.shape) == (0, 8, 8, 16)

@@ -97,6 +97,14 @@ class AutoregressiveSampler:
                 f"`class_labels` must be one int or {n} ints, one per "
                 f"image. Received: class_labels with shape {labels.shape}"
             )
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if bad.size:
+            # one_hot would make them all-zero rows: an image of no class
+            raise ValueError(
+                f"`class_labels` must be in [0, {self.num_classes}) (num_classes="
+                f"{self.num_classes}). Received: class_labels={class_labels!r} "
+                f"(out of range: {sorted(set(bad.tolist()))})"
+            )
         labels = np.broadcast_to(labels, (n,))
         return self._one_hot(ops.convert_to_tensor(labels))
 

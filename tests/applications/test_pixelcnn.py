@@ -160,6 +160,12 @@ class PixelCNNTest(testing.TestCase):
             fast, model.sample(2, seed=0, class_labels=[0, 1], naive=True))
         with pytest.raises(ValueError, match="class_labels=None"):
             model.sample(1, seed=0)
+        # out of range: one_hot would silently give an image of no class
+        for bad in ([0, 2], [-1, 1], 5):
+            with pytest.raises(ValueError, match=r"must be in \[0, 2\).*out of range"):
+                model.sample(2, seed=0, class_labels=bad)
+        with pytest.raises(ValueError, match=r"class_labels=array\(\[0, 7\]\)"):
+            model.log_prob(x[:2], class_labels=np.array([0, 7]))
 
     def test_two_channels_are_causal_over_subpixels_and_sample_exactly(self):
         # any channel count works: C colour groups, sub-pixels in channel order

@@ -182,11 +182,13 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
         mask = {"color_channels": channels, "dtype": self.dtype_policy,
                 "data_format": "channels_last"}
         if gated:
-            self.blocks = [GatedPixelCNNBlock(filters, first_kernel_size, mask_type="A",
-                                              name="block_0", **mask)]
-            self.blocks += [GatedPixelCNNBlock(filters, kernel_size, name=f"block_{i}",
-                                               **mask)
-                            for i in range(1, num_layers)]
+            # The last block's vertical output feeds nothing: no vertical
+            # conditioning there (it would change no output, get no gradient).
+            self.blocks = [
+                GatedPixelCNNBlock(filters, kernel_size if i else first_kernel_size,
+                                   mask_type="B" if i else "A", name=f"block_{i}",
+                                   condition_vertical=i < num_layers - 1, **mask)
+                for i in range(num_layers)]
         else:
             self.blocks = [MaskedConv2D(filters, first_kernel_size, mask_type="A",
                                         name="conv_0", **mask)]
@@ -236,12 +238,6 @@ class PixelCNN(AutoregressiveImageModel, keras.Model):
         for i, block in enumerate(self.blocks):
             shape = (None, rows, cols, channels if i == 0 else self.filters)
             block.build([shape, shape] + condition)
-        if self.num_classes:
-            # The last block's gated vertical output feeds nothing: only its
-            # link (taken before the condition is added, eq. 4) reaches the
-            # horizontal stack. Its vertical conditioning changes no output and
-            # would get no gradient (Keras warns on every step): not trained.
-            self.blocks[-1].vertical_condition.trainable = False
 
     def _dummy_inputs(self):
         images = np.zeros((1,) + self.image_shape, "float32")

@@ -7,6 +7,7 @@ from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers.data_format import to_channels_first, to_channels_last
 from keras_attention_vision.layers.masked_conv2d import MASK_TYPES, MaskedConv2D
 from keras_attention_vision.layers.validation import (
+    check_bool,
     check_choice,
     check_odd_positive_int,
     check_positive_int,
@@ -28,7 +29,8 @@ class GatedPixelCNNBlock(keras.layers.Layer):
     every pixel above and to the left: there is no blind spot.
 
     With a conditioning vector `c` (e.g. a one-hot class), `V_f c` and `V_g c`
-    are added inside both gates.
+    are added inside both gates (eq. 4); with `condition_vertical=False` only
+    inside the horizontal one.
 
     The first block of a network takes the image as both stacks
     (`mask_type="A"`, no residual); later blocks use `mask_type="B"`.
@@ -53,6 +55,11 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         data_format: `"channels_last"`, `"channels_first"` or `None`
             (`keras.config.image_data_format()`): the layout of the image
             inputs and outputs of `call`.
+        condition_vertical: add the conditioning to the vertical stack's gate
+            too. `False` for the last block of a network, whose vertical
+            output feeds nothing (only its link, taken before the condition,
+            reaches the horizontal stack): then the block has no weights
+            that could not change the network's output. Defaults to `True`.
         kernel_initializer: initializer of every kernel.
         bias_initializer: initializer of every bias.
 
@@ -78,7 +85,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
     """
 
     def __init__(self, filters, kernel_size=3, mask_type="B", color_channels=1,
-                 residual=None, data_format=None,
+                 residual=None, data_format=None, condition_vertical=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  **kwargs):
         super().__init__(**kwargs)
@@ -101,6 +108,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
         self.color_channels = color_channels
         self.residual = residual
         self.data_format = standardize_data_format(data_format)
+        self.condition_vertical = check_bool("condition_vertical", condition_vertical)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self._channel_axis = -1 if self.data_format == "channels_last" else 1
@@ -116,6 +124,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             "color_channels": self.color_channels,
             "residual": self.residual,
             "data_format": self.data_format,
+            "condition_vertical": self.condition_vertical,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         })
@@ -193,9 +202,10 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             c_shape = tuple(input_shape[2])
             dense_kwargs = {"use_bias": False, "dtype": self.dtype_policy,
                             "kernel_initializer": self._conv_kwargs()["kernel_initializer"]}
-            self.vertical_condition = keras.layers.Dense(
-                two_p, name="vertical_condition", **dense_kwargs)
-            self.vertical_condition.build(c_shape)
+            if self.condition_vertical:
+                self.vertical_condition = keras.layers.Dense(
+                    two_p, name="vertical_condition", **dense_kwargs)
+                self.vertical_condition.build(c_shape)
             self.horizontal_condition = keras.layers.Dense(
                 two_p, name="horizontal_condition", **dense_kwargs)
             self.horizontal_condition.build(c_shape)
@@ -244,7 +254,7 @@ class GatedPixelCNNBlock(keras.layers.Layer):
             pre = ops.multiply(pre, self._row_mask(valid_rows))
         shifted = ops.pad(pre, [[0, 0], [1, 0], [0, 0], [0, 0]])[:, :-1]
         link = self.vertical_to_horizontal(shifted)
-        if self.conditional:
+        if self.conditional and self.condition_vertical:
             pre = ops.add(pre, self._condition_bias(self.vertical_condition, conditioning))
         out = self._gate(pre)
         if valid_rows is not None:

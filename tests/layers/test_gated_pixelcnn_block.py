@@ -109,6 +109,22 @@ class GatedPixelCNNBlockTest(testing.TestCase):
         grad = input_gradient(lambda xt: ops.sum(model([xt, c])[0, 2, 2]), x[:1])
         self.assertTrue(np.all(grad[0, ..., 0][_after(2, 2)] == 0.0))
 
+    def test_condition_vertical_false_conditions_the_horizontal_stack_only(self):
+        block = GatedPixelCNNBlock(4, 3, condition_vertical=False)
+        rng = np.random.default_rng(5)
+        v = rng.normal(size=(2, SIZE, SIZE, 4)).astype("float32")
+        c1, c2 = np.eye(2, dtype="float32"), np.eye(2, dtype="float32")[::-1]
+        block([v, v, c1])
+        randomize_weights(block)
+        v1, h1 = (testing.to_numpy(t) for t in block([v, v, c1]))
+        v2, h2 = (testing.to_numpy(t) for t in block([v, v, c2]))
+        np.testing.assert_array_equal(v1, v2)
+        self.assertGreater(np.abs(h1 - h2).max(), 1e-3)
+        self.assertFalse(hasattr(block, "vertical_condition"))
+        self.run_layer_test(GatedPixelCNNBlock, {"filters": 4, "kernel_size": 3,
+                                                 "condition_vertical": False},
+                            [v, v, c1])
+
     def test_horizontal_rows_depend_on_their_own_row_only(self):
         # what fast sampling relies on: `horizontal` run on one row gives that row
         block = GatedPixelCNNBlock(4, 3)
@@ -183,6 +199,7 @@ def test_channels_first_on_nhwc_only_tensorflow_cpu():
     ({"filters": 4, "mask_type": "C"}, "mask_type='C'"),
     ({"filters": 4, "color_channels": 3}, "filters=4"),
     ({"filters": 0}, "filters=0"),
+    ({"filters": 4, "condition_vertical": "no"}, "condition_vertical='no'"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

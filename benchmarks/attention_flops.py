@@ -204,6 +204,12 @@ def main():
     mm_step, mm_flops = matmul_step(args.matmul_size)
     layer_cases, batch = cases(args.quick)
     jit_options = ["auto", True] if backend == "tensorflow" else ["auto"]
+    load = os.getloadavg()[0]
+    if load > os.cpu_count():
+        print(f"note: the machine is busy (load average {load:.1f} on {os.cpu_count()} "
+              "CPUs): thread pools that spin-wait (PyTorch's, NumPy's) can then slow "
+              "each other by orders of magnitude; pause the other jobs, or compare "
+              "with OMP_NUM_THREADS=1")
     print(f"backend {backend}; dtype policy {args.dtype_policy}; batch {batch}; "
           f"NumPy float32 matmul "
           f"{args.matmul_size}^3 as the reference rate")
@@ -231,7 +237,8 @@ def main():
             print(f"{name:22} {jit!s:5} {flops / 1e9:10.2f} {rate:8.1f} {mm_rate:13.1f}  "
                   f"{np.median(fractions):.2f} ({min(fractions):.2f}-{max(fractions):.2f})",
                   flush=True)
-            if low_precision_kernel(args.dtype_policy):
+            # LocalSelfAttention2D keeps float32 kernel inputs (docs/non_local.md)
+            if name != "LocalSelfAttention2D" and low_precision_kernel(args.dtype_policy):
                 versus = paired_ratio(
                     lambda m=model, x=x, y=y: m.train_on_batch(x, y),
                     float32_kernel_step(make, shape, x, y, jit), rounds=args.rounds,

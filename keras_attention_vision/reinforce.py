@@ -87,8 +87,50 @@ def bernoulli_entropy(logits):
     return tfd.Bernoulli(logits=ops.cast(logits, "float32"), dtype="float32").entropy()
 
 
-def reinforce_loss(rewards, log_probs, baselines=None, sample_weight=None):
-    """The REINFORCE surrogate loss `-mean_b w_b sum_t (R - sg(b_t)) * log pi_t`.
+def normalized_advantage(advantage, sample_weight=None, epsilon=1e-8):
+    """Standardises advantages over the batch: `(A - mean(A)) / (std(A) + epsilon)`.
+
+    The usual advantage normalisation of policy-gradient code (e.g. PPO in
+    OpenAI Baselines and Stable-Baselines3): the mean and the (population)
+    standard deviation are taken over every entry of `advantage` (all
+    episodes and, for `(B, T)`, all steps), each episode's entries weighted
+    by its `sample_weight` (an episode of weight 0 does not enter them).
+    Under `tf.distribute` the sums are all-reduced over the replicas, so the
+    moments are those of the global batch. The moments are constants (no
+    gradient flows through them).
+
+    Args:
+        advantage: float tensor `(B,)` or `(B, T)`.
+        sample_weight: `None` or per-episode weights `(B,)`.
+        epsilon: added to the standard deviation (a batch whose advantages
+            are all equal gives zeros).
+
+    Returns:
+        float32 tensor of the shape of `advantage`.
+    """
+    advantage = ops.stop_gradient(ops.cast(advantage, "float32"))
+    if sample_weight is None:
+        weights = ops.ones_like(advantage)
+    else:
+        weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        if len(advantage.shape) == 2:
+            weights = weights[:, None]
+        weights = ops.stop_gradient(weights + ops.zeros_like(advantage))
+    sums = cross_replica_sum(ops.stack([ops.sum(weights * advantage),
+                                        ops.sum(weights * ops.square(advantage)),
+                                        ops.sum(weights)]))
+    total = ops.maximum(sums[2], 1e-12)
+    mean = sums[0] / total
+    variance = ops.maximum(sums[1] / total - ops.square(mean), 0.0)
+    return (advantage - mean) / (ops.sqrt(variance) + epsilon)
+
+
+def reinforce_loss(rewards, log_probs, baselines=None, sample_weight=None,
+                   normalize_advantage=False):
+    """The REINFORCE surrogate loss `-mean_b w_b sum_t A_bt * log pi_t`.
+
+    `A_bt = R_b - sg(b_t)` (the advantage); with `normalize_advantage` it is
+    standardised over the batch first (`normalized_advantage`).
 
     Args:
         rewards: the return of each episode, shape `(B,)` (one reward per
@@ -98,7 +140,11 @@ def reinforce_loss(rewards, log_probs, baselines=None, sample_weight=None):
             Its gradient is stopped: train it with its own loss
             (`baseline_loss`).
         sample_weight: `None` or per-episode weights `(B,)`, reduced as
-            Keras's losses do (`sum(w * loss) / B`, see `losses.weighted_mean`).
+            Keras's losses do (`sum(w * loss) / B`, see `losses.weighted_mean`);
+            with `normalize_advantage` they also weight the batch moments.
+        normalize_advantage: replace `A` by `(A - mean(A)) / (std(A) + 1e-8)`,
+            the mean and std taken over all `B x T` entries of the batch
+            (`False`: the plain estimator, as in Williams 1992 and Mnih et al.).
 
     Returns:
         A float32 scalar.
@@ -113,6 +159,9 @@ def reinforce_loss(rewards, log_probs, baselines=None, sample_weight=None):
         if len(baselines.shape) == 1:
             baselines = baselines[:, None]
         advantage = rewards - baselines
+    if normalize_advantage:
+        advantage = normalized_advantage(advantage + ops.zeros_like(log_probs),
+                                         sample_weight)
     return weighted_mean(-ops.sum(advantage * log_probs, axis=-1), sample_weight)
 
 
@@ -460,6 +509,7 @@ __all__ = [
     "bernoulli_log_prob",
     "gaussian_entropy",
     "gaussian_log_prob",
+    "normalized_advantage",
     "reinforce_loss",
     "require_reinforce_backend",
 ]

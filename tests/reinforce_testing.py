@@ -31,3 +31,17 @@ def gradients(variables, loss_fn):
 
     loss, grads = jax.value_and_grad(stateless)([v.value for v in variables])
     return float(loss), [np.asarray(g) for g in grads]
+
+
+def np_normalized_advantage(advantage, weights=None, epsilon=1e-8):
+    """`(A - mean(A)) / (std(A) + epsilon)` over all entries of `A` `(B, T)`, in NumPy.
+
+    Each episode's entries are weighted by its weight `(B,)`: the weighted
+    mean and the weighted population standard deviation.
+    """
+    advantage = np.asarray(advantage, "float64")
+    w = np.ones(advantage.shape[0]) if weights is None else np.asarray(weights, "float64")
+    w = np.broadcast_to(w[:, None], advantage.shape)
+    mean = np.sum(w * advantage) / np.sum(w)
+    std = np.sqrt(np.sum(w * (advantage - mean) ** 2) / np.sum(w))
+    return (advantage - mean) / (std + epsilon)

@@ -85,3 +85,9 @@ def test_location_range_defaults_per_preset_and_reaches_the_model():
         assert ram._overrides(args)["location_range"] == 1.0
     args = _args("--preset", "cluttered60", "--location-range", "0.6")
     assert ram._overrides(args)["location_range"] == 0.6
+
+
+def test_normalize_advantage_is_off_by_default_and_reaches_the_model():
+    assert ram._overrides(_args("--preset", "cluttered60"))["normalize_advantage"] is False
+    args = _args("--preset", "cluttered60", "--normalize-advantage")
+    assert ram._overrides(args)["normalize_advantage"] is True

@@ -12,7 +12,7 @@ from keras import ops
 from keras_attention_vision import reinforce
 from keras_attention_vision.distributions import UnsupportedBackendError
 from tests import testing
-from tests.reinforce_testing import gradients, needs_tfp
+from tests.reinforce_testing import gradients, needs_tfp, np_normalized_advantage
 
 
 def np_normal_log_prob(mean, std, x):
@@ -138,6 +138,41 @@ class ReinforceTest(testing.TestCase):
         mse = np.mean((baselines - rewards[:, None]) ** 2, axis=1)
         self.assertAllClose(reinforce.baseline_loss(rewards, baselines, weights),
                             np.mean(weights * mse), rtol=1e-5)
+
+    def test_normalized_advantage_matches_numpy(self):
+        # A = R - b, standardised over all B x T entries (weighted by the
+        # episodes' weights), then the weighted surrogate -mean_b w_b sum_t A log pi.
+        rng = np.random.default_rng(4)
+        rewards = (rng.uniform(size=6) > 0.4).astype("float32")
+        log_probs = rng.normal(size=(6, 3)).astype("float32")
+        baselines = rng.uniform(size=(6, 3)).astype("float32")
+        weights = np.array([0, 1, 2, 0.5, 0, 1], "float32")
+        advantage = rewards[:, None] - baselines
+        for w in (None, weights):
+            expected = np_normalized_advantage(advantage, w)
+            self.assertAllClose(reinforce.normalized_advantage(advantage, w), expected,
+                                atol=1e-5)
+            per_episode = -np.sum(expected * log_probs, 1)
+            self.assertAllClose(
+                reinforce.reinforce_loss(rewards, log_probs, baselines, w,
+                                         normalize_advantage=True),
+                np.mean(per_episode if w is None else w * per_episode), rtol=1e-5)
+        # episodes of weight 0 do not enter the moments
+        kept = weights > 0
+        self.assertAllClose(
+            testing.to_numpy(reinforce.normalized_advantage(advantage, weights))[kept],
+            np_normalized_advantage(advantage[kept], weights[kept]), atol=1e-5)
+        # one reward per episode and no baseline: the moments of the B rewards
+        self.assertAllClose(
+            reinforce.reinforce_loss(rewards, log_probs, normalize_advantage=True),
+            -np.mean(np.sum(np_normalized_advantage(rewards[:, None]) * log_probs, 1)),
+            rtol=1e-5)
+        # equal advantages: all zero, no NaN
+        self.assertAllClose(reinforce.normalized_advantage(np.ones((4, 2), "float32")),
+                            np.zeros((4, 2)), atol=1e-6)
+        # the default is the plain estimator
+        self.assertAllClose(reinforce.reinforce_loss(rewards, log_probs, baselines),
+                            -np.mean(np.sum(advantage * log_probs, 1)), rtol=1e-5)
 
     def test_policy_seed_state_survives_saving(self):
         policy = reinforce.GaussianLocationPolicy(std=0.3, seed=3)

@@ -93,6 +93,11 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         policy_to_core: let the REINFORCE gradient flow into the core and the
             glimpse network (`False`: it trains the location network only).
         reinforce_weight: weight of the REINFORCE term of the hybrid loss.
+        normalize_advantage: standardise the advantage `R - sg(b_t)` over
+            the batch before the REINFORCE term: `(A - mean(A)) / (std(A) +
+            1e-8)` over all `B x T` entries, weighted by `sample_weight`
+            (`reinforce.normalized_advantage`). `False` (the default) is the
+            paper's estimator.
         classifier_activation: `"softmax"` (probabilities) or `None` (logits)
             for the inference output.
         data_format: `"channels_last"`, `"channels_first"` or `None`.
@@ -127,7 +132,8 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
                  num_scales=1, scale_factor=2, glimpse_hidden=128, glimpse_units=256,
                  core="rnn", core_units=256, std=0.1, mean_activation="tanh",
                  location_range=1.0, baseline="learned", policy_to_core=False,
-                 reinforce_weight=1.0, classifier_activation="softmax", data_format=None,
+                 reinforce_weight=1.0, normalize_advantage=False,
+                 classifier_activation="softmax", data_format=None,
                  seed=None, name="recurrent_attention_model", weights=None, **kwargs):
         require_reinforce_backend()
         check_weights_argument(weights, "RecurrentAttentionModel")
@@ -155,6 +161,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         self.policy_to_core = check_bool("policy_to_core", policy_to_core)
         self.reinforce_weight = check_number("reinforce_weight", reinforce_weight,
                                              minimum=0)
+        self.normalize_advantage = check_bool("normalize_advantage", normalize_advantage)
         self.classifier_activation = check_choice(
             "classifier_activation", classifier_activation, ("softmax", None))
         self.seed = seed
@@ -228,6 +235,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             "baseline": self.baseline,
             "policy_to_core": self.policy_to_core,
             "reinforce_weight": self.reinforce_weight,
+            "normalize_advantage": self.normalize_advantage,
             "classifier_activation": self.classifier_activation,
             "data_format": self.data_format,
             "seed": self.seed,
@@ -381,7 +389,8 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             baselines = self.baseline_net(correct, training=training,
                                           sample_weight=sample_weight)
             value_loss = 0.0
-        policy_loss = reinforce_loss(correct, log_probs, baselines, sample_weight)
+        policy_loss = reinforce_loss(correct, log_probs, baselines, sample_weight,
+                                     normalize_advantage=self.normalize_advantage)
         return cross_entropy + value_loss + self.reinforce_weight * policy_loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

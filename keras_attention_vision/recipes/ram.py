@@ -76,6 +76,9 @@ def add_arguments(parser):
                         "units, in (0, 1]: mean = RANGE * tanh(Lin(h)); the sampling "
                         "noise keeps --std (default: 1.0, the paper's policy over "
                         "the whole canvas)")
+    parser.add_argument("--normalize-advantage", action="store_true",
+                        help="standardise the REINFORCE advantage R - b over each "
+                        "batch: (A - mean) / std (default: off, the paper's estimator)")
     parser.add_argument("--samples", type=int, default=10,
                         help="M of the Monte Carlo test-time average (reported beside M=1)")
     parser.add_argument("--log-every", type=int, default=10)
@@ -246,7 +249,8 @@ def _glimpse_picture(model, images, labels, path, count=6):
 def _overrides(args):
     overrides = {"std": args.std, "seed": args.seed, "data_format": "channels_last",
                  "policy_to_core": getattr(args, "policy_to_core", False),
-                 "location_range": getattr(args, "location_range", 1.0)}
+                 "location_range": getattr(args, "location_range", 1.0),
+                 "normalize_advantage": getattr(args, "normalize_advantage", False)}
     if args.core:
         overrides["core"] = args.core
     if args.glimpses:
@@ -366,6 +370,7 @@ def run(args, epochs, verbose=True):
         "preset": args.preset,
         "digit_augment": _digit_augment_choice(args),  # the one in effect
         "location_range": getattr(args, "location_range", 1.0),
+        "normalize_advantage": getattr(args, "normalize_advantage", False),
         "backend": keras.backend.backend(),
         "epochs": epochs,
         "train_seconds": round(train_seconds, 1),

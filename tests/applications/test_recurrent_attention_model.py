@@ -10,7 +10,7 @@ import pytest
 from keras_attention_vision.applications import RecurrentAttentionModel
 from keras_attention_vision.distributions import UnsupportedBackendError
 from tests import testing
-from tests.reinforce_testing import gradients, needs_tfp
+from tests.reinforce_testing import gradients, needs_tfp, np_normalized_advantage
 
 TINY = dict(input_shape=(12, 12, 1), classes=3, num_glimpses=2, patch_size=4,
             num_scales=2, glimpse_hidden=8, glimpse_units=16, core_units=16, std=0.2)
@@ -79,6 +79,39 @@ class RecurrentAttentionModelTest(testing.TestCase):
         column = float(model.compute_loss(images, labels, out,
                                           sample_weight=weights[:, None]))
         self.assertAllClose(column, expected, atol=1e-4, rtol=1e-4)
+
+    def test_normalize_advantage_in_the_hybrid_loss(self):
+        # The REINFORCE term with A = R - b_t standardised over the batch (the
+        # moments weighted like the terms); CE and MSE unchanged; the option
+        # survives get_config and a .keras round trip.
+        images, labels = _data(8)
+        model = RecurrentAttentionModel(**TINY, normalize_advantage=True, seed=1)
+        model.build()
+        testing.perturb_weights(model)
+        out = model(images, training=True)
+        o = testing.to_numpy(out)
+        weights = np.array([1, 0, 2, 0, 1, 1, 0, 0.5], "float32")
+        ce = -_np_log_softmax(o["logits"])[np.arange(8), labels]
+        reward = (o["logits"].argmax(-1) == labels).astype("float64")
+        mse = np.mean((o["baselines"] - reward[:, None]) ** 2, axis=1)
+        std = TINY["std"]
+        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
+                  - 0.5 * np.log(2 * np.pi)).sum(-1)
+        for w in (None, weights):
+            advantage = np_normalized_advantage(reward[:, None] - o["baselines"], w)
+            per_image = ce + mse - np.sum(advantage * log_pi, 1)
+            expected = np.mean(per_image if w is None else w * per_image)
+            loss = float(model.compute_loss(images, labels, out, sample_weight=w))
+            self.assertAllClose(loss, expected, atol=1e-4, rtol=1e-4)
+        self.assertTrue(model.get_config()["normalize_advantage"])
+        self.assertFalse(RecurrentAttentionModel(**TINY).get_config()["normalize_advantage"])
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "ram.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path)
+        self.assertTrue(loaded.normalize_advantage)
+        self.assertAllClose(float(loaded.compute_loss(images, labels, out)),
+                            float(model.compute_loss(images, labels, out)), atol=1e-5)
 
     def test_weighted_evaluate(self):
         images, labels = _data(8)
@@ -275,6 +308,7 @@ class RecurrentAttentionModelTest(testing.TestCase):
     ({"location_range": 1.5}, "location_range=1.5"),
     ({"location_range": "0.6"}, "location_range='0.6'"),
     ({"location_range": True}, "location_range=True"),
+    ({"normalize_advantage": "yes"}, "normalize_advantage='yes'"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

@@ -75,6 +75,7 @@ from keras_attention_vision.layers.validation import (
     check_bool,
     check_int_tuple,
     check_non_negative_int,
+    check_nonempty_sizes,
     check_number,
     check_positive_int,
     check_rank,
@@ -329,11 +330,16 @@ class LocalAttentionBase(keras.layers.Layer):
 
     def build(self, input_shape):
         check_rank(self, input_shape, (self.INPUT_RANK,))
+        check_nonempty_sizes(self, input_shape)
         shape = self._image_shape(input_shape)
         channels = shape[-1]
         if channels is None:
             raise ValueError(f"{type(self).__name__} needs a known channel count. "
                              f"Received: input_shape={tuple(input_shape)}")
+        # later calls with another channel count get Keras's input-spec error
+        channel_axis = 1 if getattr(self, "data_format", None) == "channels_first" else -1
+        self.input_spec = keras.InputSpec(ndim=self.INPUT_RANK,
+                                          axes={channel_axis: channels})
         value_dim = self.value_dim or self.key_dim
         heads = self.num_heads
         project = "abcd,def->abcef"  # (B, H, W, C) -> (B, H, W, heads, dim)

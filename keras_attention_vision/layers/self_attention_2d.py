@@ -7,6 +7,7 @@ from keras_attention_vision.api_export import kav_export
 from keras_attention_vision.layers import attention_core
 from keras_attention_vision.layers.validation import (
     check_bool,
+    check_nonempty_sizes,
     check_positive_int,
     check_rank,
     standardize_data_format,
@@ -118,6 +119,7 @@ class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
     def build(self, input_shape):
         check_rank(self, input_shape, (4,))
         shape = self._channels_last_shape(input_shape)
+        check_nonempty_sizes(self, input_shape)
         channels = shape[-1]
         if channels is None:
             raise ValueError(f"{type(self).__name__} needs a known channel count. "

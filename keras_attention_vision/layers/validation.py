@@ -69,6 +69,18 @@ def check_rank(layer, input_shape, ranks):
         )
 
 
+def check_nonempty_sizes(layer, input_shape):
+    """Raises a `ValueError` naming the layer if a known non-batch size is 0.
+
+    (An empty batch is fine; an empty image or no channels is not.)
+    """
+    if any(size == 0 for size in tuple(input_shape)[1:]):
+        raise ValueError(
+            f"{type(layer).__name__} needs spatial sizes and a channel count of at "
+            f"least 1. Received: input_shape={tuple(input_shape)}"
+        )
+
+
 def check_int_tuple(name, value, length, minimum=1):
     """Raises a `ValueError` quoting `value` unless it holds `length` ints >= `minimum`.
 

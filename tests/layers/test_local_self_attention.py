@@ -324,3 +324,24 @@ def test_wrong_rank_names_the_layer_and_shape():
         LocalSelfAttention2D(num_heads=1, key_dim=2)(np.zeros((2, 4, 8), "float32"))
     with pytest.raises(ValueError, match=r"LocalSelfAttention1D.*input_shape=\(2, 4, 4, 8\)"):
         LocalSelfAttention1D(num_heads=1, key_dim=2)(np.zeros((2, 4, 4, 8), "float32"))
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: LocalSelfAttention2D(2, 4, data_format="channels_last"), (2, 0, 8, 16)),
+    (lambda: LocalSelfAttention2D(2, 4, data_format="channels_last"), (2, 8, 8, 0)),
+    (lambda: LocalSelfAttention1D(2, 4), (2, 0, 16)),
+])
+def test_zero_sizes_are_refused_with_the_shape(make, shape):
+    with pytest.raises(ValueError, match=r"at least 1.*input_shape=\(2, "):
+        make()(np.zeros(shape, "float32"))
+
+
+@pytest.mark.parametrize("data_format, first, second", [
+    ("channels_last", (1, 8, 8, 16), (1, 8, 8, 8)),
+    ("channels_first", (1, 16, 8, 8), (1, 8, 8, 8)),
+])
+def test_another_channel_count_after_build_is_refused(data_format, first, second):
+    layer = LocalSelfAttention2D(2, 4, data_format=data_format)
+    layer(np.zeros(first, "float32"))
+    with pytest.raises(ValueError, match="expected axis"):
+        layer(np.zeros(second, "float32"))

@@ -350,3 +350,13 @@ def test_empty_batch_gives_an_empty_output(chunk):
     # JAX's chunked path (a scan over query chunks) included.
     out = NonLocalBlock(query_chunk_size=chunk)(np.zeros((0, 8, 8, 16), "float32"))
     assert tuple(out.shape) == (0, 8, 8, 16)
+
+
+@pytest.mark.parametrize("shape", [(2, 0, 8, 16), (2, 8, 8, 0), (2, 0, 16)])
+def test_zero_sizes_are_refused_with_the_shape(shape):
+    from keras_attention_vision.layers import SelfAttention2D
+
+    layers = [NonLocalBlock()] + ([SelfAttention2D()] if len(shape) == 4 else [])
+    for layer in layers:
+        with pytest.raises(ValueError, match=r"at least 1.*input_shape=\(2, "):
+            layer(np.zeros(shape, "float32"))

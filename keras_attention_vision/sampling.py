@@ -369,8 +369,13 @@ class AutoregressiveImageModel(InputsOnlyFitMixin, AutoregressiveSampler):
         """Log-likelihood of each image in nats (a NumPy array `(n,)`).
 
         Divide by `-D ln 2` for bits per dimension. `class_labels` and the
-        other `conditions` (arrays with one row per image) as in `sample`.
+        other `conditions` (arrays with one row per image) as in `sample`;
+        a class-conditional model also takes `[images, labels]`, the inputs
+        of `fit` and `evaluate`.
         """
+        if (isinstance(images, (list, tuple)) and len(images) == 2
+                and getattr(self, "num_classes", None) and class_labels is None):
+            images, class_labels = images
         images = np.asarray(images)
         self._check_image_values(images)
         out = []

@@ -164,6 +164,11 @@ class PixelCNNTest(testing.TestCase):
                 model.sample(2, seed=0, class_labels=bad)
         with pytest.raises(ValueError, match=r"class_labels=array\(\[0, 7\]\)"):
             model.log_prob(x[:2], class_labels=np.array([0, 7]))
+        # the inputs of fit and evaluate, [images, labels], are accepted too
+        np.testing.assert_allclose(model.log_prob([x, labels]),
+                                   model.log_prob(x, class_labels=labels), rtol=1e-6)
+        self.assertAlmostEqual(model.bits_per_dim([x, labels]),
+                               model.bits_per_dim(x, class_labels=labels), places=5)
 
     def test_two_channels_are_causal_over_subpixels_and_sample_exactly(self):
         # any channel count works: C colour groups, sub-pixels in channel order

@@ -25,22 +25,28 @@ def _data(n=32, seed=0):
     return images, labels
 
 
-def _np_hybrid_loss(o, labels, std=None):
-    """The paper's hybrid loss in NumPy from a rollout's outputs `o` (section 3.2).
+def _np_hybrid_terms(o, labels, std=None):
+    """Per-image terms of the paper's hybrid loss in NumPy (section 3.2).
 
-    Cross-entropy of the classifier, the baseline's squared error to the 0/1
-    reward, and the REINFORCE surrogate `-(R - b_t) log pi(l_t)` summed over
-    glimpses, each a mean over the batch.
+    From a rollout's outputs `o`: the classifier's cross-entropy `(B,)`, the
+    0/1 reward `(B,)`, the baseline's squared error to it (mean over
+    glimpses, `(B,)`) and `log pi(l_t)` of each glimpse `(B, T)`.
     """
     std = TINY["std"] if std is None else std
-    n = len(labels)
-    ce = -np.mean(_np_log_softmax(o["logits"])[np.arange(n), labels])
+    ce = -_np_log_softmax(o["logits"])[np.arange(len(labels)), labels]
     reward = (o["logits"].argmax(-1) == labels).astype("float64")
-    mse = np.mean((o["baselines"] - reward[:, None]) ** 2)
+    mse = np.mean((o["baselines"] - reward[:, None]) ** 2, axis=1)
     log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
               - 0.5 * np.log(2 * np.pi)).sum(-1)
-    surrogate = -np.mean(np.sum((reward[:, None] - o["baselines"]) * log_pi, 1))
-    return ce + mse + surrogate
+    return ce, reward, mse, log_pi
+
+
+def _np_hybrid_loss(o, labels, std=None):
+    """The hybrid loss: cross-entropy, baseline MSE and the REINFORCE surrogate
+    `-(R - b_t) log pi(l_t)` summed over glimpses, each a mean over the batch."""
+    ce, reward, mse, log_pi = _np_hybrid_terms(o, labels, std)
+    surrogate = -np.sum((reward[:, None] - o["baselines"]) * log_pi, 1)
+    return np.mean(ce) + np.mean(mse) + np.mean(surrogate)
 
 
 def _np_log_softmax(logits):
@@ -67,12 +73,7 @@ class RecurrentAttentionModelTest(testing.TestCase):
         weights = np.array([1, 0, 2, 0, 1, 1, 0, 0.5], "float32")
         loss = float(model.compute_loss(images, labels, out, sample_weight=weights))
         o = testing.to_numpy(out)
-        ce = -_np_log_softmax(o["logits"])[np.arange(8), labels]
-        reward = (o["logits"].argmax(-1) == labels).astype("float64")
-        mse = np.mean((o["baselines"] - reward[:, None]) ** 2, axis=1)
-        std = TINY["std"]
-        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
-                  - 0.5 * np.log(2 * np.pi)).sum(-1)
+        ce, reward, mse, log_pi = _np_hybrid_terms(o, labels)
         surrogate = -np.sum((reward[:, None] - o["baselines"]) * log_pi, 1)
         expected = np.mean(weights * (ce + mse + surrogate))
         self.assertAllClose(loss, expected, atol=1e-4, rtol=1e-4)
@@ -91,12 +92,7 @@ class RecurrentAttentionModelTest(testing.TestCase):
         out = model(images, training=True)
         o = testing.to_numpy(out)
         weights = np.array([1, 0, 2, 0, 1, 1, 0, 0.5], "float32")
-        ce = -_np_log_softmax(o["logits"])[np.arange(8), labels]
-        reward = (o["logits"].argmax(-1) == labels).astype("float64")
-        mse = np.mean((o["baselines"] - reward[:, None]) ** 2, axis=1)
-        std = TINY["std"]
-        log_pi = (-0.5 * ((o["locations"] - o["means"]) / std) ** 2 - np.log(std)
-                  - 0.5 * np.log(2 * np.pi)).sum(-1)
+        ce, reward, mse, log_pi = _np_hybrid_terms(o, labels)
         for w in (None, weights):
             advantage = np_normalized_advantage(reward[:, None] - o["baselines"], w)
             per_image = ce + mse - np.sum(advantage * log_pi, 1)

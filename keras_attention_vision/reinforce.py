@@ -87,6 +87,29 @@ def bernoulli_entropy(logits):
     return tfd.Bernoulli(logits=ops.cast(logits, "float32"), dtype="float32").entropy()
 
 
+def _global_weighted_means(values, sample_weight=None):
+    """Weighted means of each tensor in `values` over the global batch, in one all-reduce.
+
+    Every tensor has the shape of the first, `(B,)` or `(B, T)`; each
+    episode's entries are weighted by its `sample_weight` (`None`: 1). Under
+    `tf.distribute` the sums are all-reduced over the replicas.
+
+    Returns:
+        `(means, total)`: a list of float32 scalars, and the total weight (the
+        means are 0 when it is 0).
+    """
+    weights = ops.ones_like(values[0])
+    if sample_weight is not None:
+        weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        if len(values[0].shape) == 2:
+            weights = weights[:, None]
+        weights = ops.stop_gradient(weights)
+    sums = cross_replica_sum(ops.stack([ops.sum(weights * v) for v in values]
+                                       + [ops.sum(weights + ops.zeros_like(values[0]))]))
+    total = sums[-1]
+    return [sums[i] / ops.maximum(total, 1e-12) for i in range(len(values))], total
+
+
 def normalized_advantage(advantage, sample_weight=None, epsilon=1e-8):
     """Standardises advantages over the batch: `(A - mean(A)) / (std(A) + epsilon)`.
 
@@ -109,19 +132,9 @@ def normalized_advantage(advantage, sample_weight=None, epsilon=1e-8):
         float32 tensor of the shape of `advantage`.
     """
     advantage = ops.stop_gradient(ops.cast(advantage, "float32"))
-    if sample_weight is None:
-        weights = ops.ones_like(advantage)
-    else:
-        weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-        if len(advantage.shape) == 2:
-            weights = weights[:, None]
-        weights = ops.stop_gradient(weights + ops.zeros_like(advantage))
-    sums = cross_replica_sum(ops.stack([ops.sum(weights * advantage),
-                                        ops.sum(weights * ops.square(advantage)),
-                                        ops.sum(weights)]))
-    total = ops.maximum(sums[2], 1e-12)
-    mean = sums[0] / total
-    variance = ops.maximum(sums[1] / total - ops.square(mean), 0.0)
+    (mean, mean_square), _ = _global_weighted_means([advantage, ops.square(advantage)],
+                                                    sample_weight)
+    variance = ops.maximum(mean_square - ops.square(mean), 0.0)
     return (advantage - mean) / (ops.sqrt(variance) + epsilon)
 
 
@@ -374,14 +387,7 @@ class MovingAverageBaseline(keras.layers.Layer):
             # all-reduced over the replicas, so every replica's copy gets the
             # same value (on one device and under JAX's keras.distribution the
             # batch is global already).
-            if sample_weight is None:
-                weights = ops.ones_like(rewards)
-            else:
-                weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-            sums = cross_replica_sum(ops.stack([ops.sum(weights * rewards),
-                                                ops.sum(weights)]))
-            total = sums[1]
-            mean = sums[0] / ops.maximum(total, 1e-12)
+            (mean,), total = _global_weighted_means([rewards], sample_weight)
             updated = self.momentum * out[0] + (1.0 - self.momentum) * mean
             self.value.assign(ops.where(total > 0, updated, out[0]))
         return out

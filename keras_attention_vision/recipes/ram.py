@@ -369,8 +369,8 @@ def run(args, epochs, verbose=True):
     figures = {
         "preset": args.preset,
         "digit_augment": _digit_augment_choice(args),  # the one in effect
-        "location_range": getattr(args, "location_range", 1.0),
-        "normalize_advantage": getattr(args, "normalize_advantage", False),
+        "location_range": model.location_range,  # the settings in effect
+        "normalize_advantage": model.normalize_advantage,
         "backend": keras.backend.backend(),
         "epochs": epochs,
         "train_seconds": round(train_seconds, 1),

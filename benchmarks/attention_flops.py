@@ -163,15 +163,21 @@ def low_precision_kernel(policy):
     return attention_core.fused_kernel_dtype(compute) != "float32"
 
 
+def compiled_model(make, shape, jit):
+    """`Input(shape) -> make()`, seeded, compiled for SGD on the output's mean."""
+    keras.utils.set_random_seed(0)
+    model = one_layer_model(make(), shape)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=output_mean, jit_compile=jit)
+    return model
+
+
 def float32_kernel_step(make, shape, x, y, jit):
     """A training step of the same layer with the fused kernel's inputs in float32.
 
     What every backend did before `attention_core.fused_kernel_dtype`: the
     baseline of the low-precision kernel, timed in the same run.
     """
-    keras.utils.set_random_seed(0)
-    model = one_layer_model(make(), shape)
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=output_mean, jit_compile=jit)
+    model = compiled_model(make, shape, jit)
 
     def step():
         with mock.patch.object(attention_core, "fused_kernel_dtype",
@@ -219,10 +225,7 @@ def main():
         if args.layers and name not in args.layers:
             continue
         for jit in jit_options:
-            keras.utils.set_random_seed(0)
-            model = one_layer_model(make(), shape)
-            model.compile(optimizer=keras.optimizers.SGD(1e-3), loss=output_mean,
-                          jit_compile=jit)
+            model = compiled_model(make, shape, jit)
             x = np.random.default_rng(1).standard_normal((batch,) + shape,
                                                           dtype="float32")
             y = np.zeros_like(x)

@@ -400,7 +400,7 @@ class LocalAttentionBase(keras.layers.Layer):
         t = ops.reshape(t, (batch, heads, blocks, q * d))
         t = ops.take(t, plan["block_index"], axis=2)  # (B, heads, blocks * S, q * d)
         # explicit sizes, no -1: the batch may be empty
-        return ops.reshape(t, (batch, heads, blocks, len(plan["shifts"]) * q, d))
+        return ops.reshape(t, (batch, heads, blocks, plan["index"].shape[-1], d))
 
     def _full_window(self, weights):
         """`(..., q, m)` weights over the computed parts -> the whole window.

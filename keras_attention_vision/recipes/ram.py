@@ -79,6 +79,11 @@ def add_arguments(parser):
     parser.add_argument("--normalize-advantage", action="store_true",
                         help="standardise the REINFORCE advantage R - b over each "
                         "batch: (A - mean) / std (default: off, the paper's estimator)")
+    parser.add_argument("--initial-weights", default=None, metavar="MODEL.keras",
+                        help="a curriculum: start from the weights of a RAM saved by an "
+                        "earlier run (its ram_PRESET.keras), e.g. cluttered60's for "
+                        "cluttered100; the architecture must be this run's, the canvas "
+                        "may differ (default: a fresh initialisation)")
     parser.add_argument("--samples", type=int, default=10,
                         help="M of the Monte Carlo test-time average (reported beside M=1)")
     parser.add_argument("--log-every", type=int, default=10)
@@ -261,6 +266,40 @@ def _overrides(args):
     return overrides
 
 
+def initialize_from(model, path):
+    """Copies the weights of a saved RAM into `model` (a curriculum's next stage).
+
+    The weights of a RAM do not depend on its canvas (the retina resamples
+    any image to `patch_size`), so a model trained on 60x60 canvases can start
+    a run on 100x100 ones. The optimizer's state is not copied.
+
+    Args:
+        model: a `RecurrentAttentionModel`, built here if it is not.
+        path: a `.keras` file of a `RecurrentAttentionModel`.
+
+    Raises:
+        ValueError: not a readable RAM file, or weights of another architecture
+            (the first weight whose shape differs is named).
+    """
+    from keras_attention_vision.recipes._weights import _load_model
+
+    source = _load_model(path, "RecurrentAttentionModel")
+    model.build()
+    mine, theirs = model.weights, source.weights
+    for i in range(max(len(mine), len(theirs))):
+        want = tuple(mine[i].shape) if i < len(mine) else None
+        got = tuple(theirs[i].shape) if i < len(theirs) else None
+        if want != got:
+            where = mine[i].path if i < len(mine) else theirs[i].path
+            raise ValueError(
+                f"--initial-weights {path!r} holds a RAM of another architecture: weight "
+                f"{i} ({where}) has shape {got}, this model's {want} ({len(theirs)} "
+                f"weights against {len(mine)}); use the same core, widths, patch size "
+                "and scales")
+    model.set_weights(source.get_weights())
+    return model
+
+
 def _load(args):
     """The model of `--weights` (default `ram_<preset>`) and its preset record."""
     from keras_attention_vision.applications import RecurrentAttentionModel
@@ -320,6 +359,9 @@ def run(args, epochs, verbose=True):
 
     from keras_attention_vision.applications import RecurrentAttentionModel
 
+    initial = getattr(args, "initial_weights", None)
+    if initial and not os.path.isfile(initial):  # before minutes of data drawing
+        raise ValueError(f"No such model file: {initial!r} (--initial-weights)")
     _configure(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
     train_epoch, x_test, y_train, y_test = _data(args.preset, args.seed,
@@ -336,6 +378,8 @@ def run(args, epochs, verbose=True):
 
     # kav train: a checkpoint every epoch; a rerun resumes (std from the epoch number)
     checkpoint = EpochCheckpoint(model, args, f"ram_{args.preset}")
+    if initial and checkpoint.initial_epoch == 0:
+        initialize_from(model, initial)  # a resumed run has its own
     b = args.batch_size  # when resuming: weights, optimizer, RNG (a batch for the trace)
     checkpoint.restore(x_test[:b], y_test[:b], batch_size=b)
     history = checkpoint.extra.get("rows", [])

@@ -283,6 +283,31 @@ class RecurrentAttentionModelTest(testing.TestCase):
         self.assertEqual(RecurrentAttentionModel(**TINY).get_config()["location_range"],
                          1.0)
 
+    def test_initialize_from_a_model_on_another_canvas(self):
+        # the curriculum of `kav train ram --initial-weights`: a RAM saved on
+        # 12x12 canvases starts a model on 20x20 ones with the same weights
+        from keras_attention_vision.recipes.ram import initialize_from
+
+        source = RecurrentAttentionModel(**TINY, seed=1)
+        source.build()
+        testing.perturb_weights(source)
+        folder = tempfile.mkdtemp()
+        path = os.path.join(folder, "ram_small.keras")
+        source.save(path)
+        target = RecurrentAttentionModel(**{**TINY, "input_shape": (20, 20, 1)}, seed=2)
+        target.build()
+        self.assertFalse(all(np.allclose(a, b) for a, b in
+                             zip(target.get_weights(), source.get_weights())))
+        initialize_from(target, path)
+        for got, want in zip(target.get_weights(), source.get_weights()):
+            self.assertAllClose(got, want, atol=0)
+        # another architecture is refused, naming the weight and both shapes
+        other = RecurrentAttentionModel(**{**TINY, "core_units": 8}, seed=3)
+        with self.assertRaisesRegex(ValueError, "another architecture: weight"):
+            initialize_from(other, path)
+        with self.assertRaisesRegex(ValueError, "No such model file"):
+            initialize_from(target, path + ".missing")
+
     def test_moving_average_baseline_trains(self):
         images, labels = _data(16)
         model = RecurrentAttentionModel(**TINY, baseline="moving_average", seed=7)

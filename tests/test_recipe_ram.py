@@ -80,7 +80,7 @@ def test_affine_images_moves_a_blob_where_the_rotation_and_zoom_send_it(degrees,
 
 
 def test_location_range_defaults_per_preset_and_reaches_the_model():
-    for preset in ram.DEFAULT_EPOCHS:  # every preset: the paper's policy, 1.0
+    for preset in ram.PRESET_DEFAULTS:  # every preset: the paper's policy, 1.0
         args = _args("--preset", preset)
         assert ram._overrides(args)["location_range"] == 1.0
     args = _args("--preset", "cluttered60", "--location-range", "0.6")
@@ -91,3 +91,24 @@ def test_normalize_advantage_is_off_by_default_and_reaches_the_model():
     assert ram._overrides(_args("--preset", "cluttered60"))["normalize_advantage"] is False
     args = _args("--preset", "cluttered60", "--normalize-advantage")
     assert ram._overrides(args)["normalize_advantage"] is True
+
+
+def test_preset_defaults_fill_only_the_unset_options():
+    # cluttered60's recipe default (issue 15): glimpse network 256/512, final std
+    # 0.05 over 450 epochs; cluttered100 has the same widths (the curriculum)
+    args = ram.preset_defaults(_args("--preset", "cluttered60"))
+    assert (args.epochs, args.std_final, args.glimpse_hidden, args.glimpse_units) == (
+        450, 0.05, 256, 512)
+    overrides = ram._overrides(_args("--preset", "cluttered100"))
+    assert (overrides["glimpse_hidden"], overrides["glimpse_units"]) == (256, 512)
+    schedule = ram._std_schedule(args, args.epochs)
+    assert schedule[0] == 0.15 and abs(schedule[-1] - 0.05) < 1e-12
+    # the paper's widths where the preset sets none (the model's defaults apply)
+    assert "glimpse_hidden" not in ram._overrides(_args("--preset", "translated"))
+    mnist = ram.preset_defaults(_args("--preset", "mnist"))
+    assert (mnist.epochs, mnist.std_final, mnist.digit_augment) == (300, 0.02, None)
+    # an option given on the command line wins, 0 included
+    given = ram.preset_defaults(_args("--preset", "cluttered60", "--epochs", "7",
+                                      "--std-final", "0", "--glimpse-hidden", "64"))
+    assert (given.epochs, given.std_final, given.glimpse_hidden, given.glimpse_units) == (
+        7, 0.0, 64, 512)

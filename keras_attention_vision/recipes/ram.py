@@ -21,36 +21,61 @@ PAPER_ERRORS = {
     "cluttered100": ("8 glimpses, 12x12, 4 scales", 10.83),
 }
 CANVAS = {"translated": (60, 0), "cluttered60": (60, 4), "cluttered100": (100, 8)}
-#: Default epochs and `--digit-augment` of each preset (README: "What holds the
-#: translated and cluttered runs back"); the paper's data is `--digit-augment none`.
-DEFAULT_EPOCHS = {"mnist": 300, "translated": 340, "cluttered60": 200, "cluttered100": 200}
-DEFAULT_DIGIT_AUGMENT = {"translated": "affine", "cluttered60": "none",
-                         "cluttered100": "none"}
+#: The options whose default depends on the preset (left unset on the command
+#: line): each preset's recipe-default row in applications/ram/README.md.
+#: `digit_augment` "none" is the paper's data; `location_range` 1.0 the
+#: paper's policy (the whole canvas).
+PRESET_DEFAULTS = {
+    "mnist": {"epochs": 300, "std_final": 0.02, "location_range": 1.0},
+    "translated": {"epochs": 340, "digit_augment": "affine", "std_final": 0.02,
+                   "location_range": 1.0},
+    # issue 15: a wider glimpse network, a final std of 0.05, 450 epochs
+    "cluttered60": {"epochs": 450, "digit_augment": "none", "std_final": 0.05,
+                    "glimpse_hidden": 256, "glimpse_units": 512, "location_range": 1.0},
+    # the widths of cluttered60, so that its model can start this one
+    # (`--initial-weights`, the curriculum of the README's row)
+    "cluttered100": {"epochs": 300, "digit_augment": "none", "std_final": 0.05,
+                     "glimpse_hidden": 256, "glimpse_units": 512, "location_range": 1.0},
+}
+
+
+def preset_defaults(args):
+    """Fills the options left unset (`None`) with the preset's defaults; returns `args`.
+
+    So the run's results JSON records the settings in effect.
+    """
+    for name, value in PRESET_DEFAULTS[args.preset].items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    return args
 
 
 def add_arguments(parser):
     parser.add_argument("--preset", default="mnist", choices=list(PAPER_ERRORS),
                         help="the paper's configuration (default: mnist)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="training epochs (default: 300 for mnist, 340 for "
-                        "translated, 200 for the cluttered presets)")
+                        help="training epochs (default: the preset's, PRESET_DEFAULTS: "
+                        "300 for mnist, 340 for translated, 450 for cluttered60, 300 "
+                        "for cluttered100)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="peak Adam learning rate, cosine-decayed to 0")
     parser.add_argument("--std", type=float, default=0.15,
                         help="std of the Gaussian location policy (at the start)")
-    parser.add_argument("--std-final", type=float, default=0.02,
+    parser.add_argument("--std-final", type=float, default=None,
                         help="anneal the std geometrically to this value, in "
-                        "--std-stages steps (default 0.02; equal to --std: fixed)")
+                        "--std-stages steps (default: 0.02, 0.05 for the cluttered "
+                        "presets; equal to --std: fixed)")
     parser.add_argument("--std-stages", type=int, default=4)
     parser.add_argument("--core", choices=["rnn", "lstm"], default=None,
                         help="core network (default: the preset's)")
     parser.add_argument("--core-units", type=int, default=None,
                         help="width of h_t (default: the preset's, 256)")
     parser.add_argument("--glimpse-hidden", type=int, default=None,
-                        help="hidden width of the glimpse network (default: 128)")
+                        help="hidden width of the glimpse network (default: 128, 256 for "
+                        "the cluttered presets)")
     parser.add_argument("--glimpse-units", type=int, default=None,
-                        help="width of g_t (default: 256)")
+                        help="width of g_t (default: 256, 512 for the cluttered presets)")
     parser.add_argument("--policy-to-core", action="store_true",
                         help="let the REINFORCE gradient train the core and glimpse "
                         "networks too (default: the location network only)")
@@ -71,11 +96,11 @@ def add_arguments(parser):
                         "before placing it on its canvas; 'none' (the paper's data): "
                         "the digits as they are (default: affine for translated, "
                         "none for the cluttered presets)")
-    parser.add_argument("--location-range", type=float, default=1.0,
+    parser.add_argument("--location-range", type=float, default=None,
                         help="bound of the location policy's mean in [-1, 1] canvas "
                         "units, in (0, 1]: mean = RANGE * tanh(Lin(h)); the sampling "
                         "noise keeps --std (default: 1.0, the paper's policy over "
-                        "the whole canvas)")
+                        "the whole canvas, in every preset)")
     parser.add_argument("--normalize-advantage", action="store_true",
                         help="standardise the REINFORCE advantage R - b over each "
                         "batch: (A - mean) / std (default: off, the paper's estimator)")
@@ -183,13 +208,13 @@ def _digit_augment_choice(args):
                              "presets; the mnist preset augments with --shift, --rotate "
                              f"and --zoom. Received: --digit-augment {given}")
         return None
-    return given or DEFAULT_DIGIT_AUGMENT[args.preset]
+    return given or PRESET_DEFAULTS[args.preset]["digit_augment"]
 
 
 def _digit_augment(args):
     """`--digit-augment affine` of the canvas presets as `f(digits, rng)`, else `None`.
 
-    Without `--digit-augment`, the preset's default (`DEFAULT_DIGIT_AUGMENT`).
+    Without `--digit-augment`, the preset's default (`PRESET_DEFAULTS`).
 
     Rotates (up to `--rotate` degrees) and zooms (`--zoom`) each digit in its
     28x28 box, without shifting it: the canvas placement stays uniform.
@@ -252,9 +277,10 @@ def _glimpse_picture(model, images, labels, path, count=6):
 
 
 def _overrides(args):
+    preset_defaults(args)
     overrides = {"std": args.std, "seed": args.seed, "data_format": "channels_last",
                  "policy_to_core": getattr(args, "policy_to_core", False),
-                 "location_range": getattr(args, "location_range", 1.0),
+                 "location_range": args.location_range,
                  "normalize_advantage": getattr(args, "normalize_advantage", False)}
     if args.core:
         overrides["core"] = args.core
@@ -359,6 +385,7 @@ def run(args, epochs, verbose=True):
 
     from keras_attention_vision.applications import RecurrentAttentionModel
 
+    preset_defaults(args)
     initial = getattr(args, "initial_weights", None)
     if initial and not os.path.isfile(initial):  # before minutes of data drawing
         raise ValueError(f"No such model file: {initial!r} (--initial-weights)")
@@ -433,8 +460,8 @@ def run(args, epochs, verbose=True):
 
 
 def train(args):
-    epochs = args.epochs or DEFAULT_EPOCHS[args.preset]
-    return run(args, epochs)
+    preset_defaults(args)
+    return run(args, args.epochs)
 
 
 def demo(args):

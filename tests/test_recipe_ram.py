@@ -104,7 +104,7 @@ def test_preset_defaults_fill_only_the_unset_options():
     schedule = ram._std_schedule(args, args.epochs)
     assert schedule[0] == 0.15 and abs(schedule[-1] - 0.05) < 1e-12
     # the paper's widths where the preset sets none (the model's defaults apply)
-    assert "glimpse_hidden" not in ram._overrides(_args("--preset", "translated"))
+    assert "glimpse_hidden" not in ram._overrides(_args("--preset", "mnist"))
     mnist = ram.preset_defaults(_args("--preset", "mnist"))
     assert (mnist.epochs, mnist.std_final, mnist.digit_augment) == (300, 0.02, None)
     # an option given on the command line wins, 0 included

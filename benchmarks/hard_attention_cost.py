@@ -2,8 +2,10 @@
 
 The survey says hard attention "requires significantly less computation and
 memory" than a CNN over the whole image. On cluttered MNIST 100x100 (the RAM
-paper's hardest setting), this script puts side by side the RAM of the
-`cluttered100` preset (8 glimpses of 12x12 at 4 scales, mean path) and the
+paper's hardest setting), this script puts side by side the RAM that
+`kav train ram --preset cluttered100` trains (the `cluttered100` preset, 8
+glimpses of 12x12 at 4 scales, with the recipe's glimpse-network widths,
+`ram.PRESET_DEFAULTS`; mean path) and the
 CNN a user would pick instead, `applications.small_resnet` (the non-local
 recipe's residual network, width 32) over the whole 100x100 canvas:
 
@@ -37,7 +39,11 @@ def build(which):
     from keras_attention_vision.applications import RecurrentAttentionModel, small_resnet
 
     if which == "ram":
-        model = RecurrentAttentionModel.from_preset("cluttered100", seed=0)
+        from keras_attention_vision.recipes.ram import PRESET_DEFAULTS
+
+        widths = {k: v for k, v in PRESET_DEFAULTS["cluttered100"].items()
+                  if k in ("glimpse_hidden", "glimpse_units", "core_units")}
+        model = RecurrentAttentionModel.from_preset("cluttered100", seed=0, **widths)
         model.build()
         return model
     return small_resnet((CANVAS, CANVAS, 1))
@@ -118,7 +124,8 @@ def main(argv=None):
     if args.ram_results:
         with open(args.ram_results) as f:
             results = json.load(f)
-        rows["ram"]["error"] = results.get("test_error_m1", results.get("error"))
+        figures = results.get("figures", results)  # the recipe's results file
+        rows["ram"]["error"] = figures.get("test_error_m1", figures.get("error"))
     if args.cnn_epochs:
         rows["cnn"]["error"] = _cnn_error(models["cnn"], args.cnn_epochs)
 

@@ -291,22 +291,22 @@ class RecurrentAttentionModelTest(testing.TestCase):
         source = RecurrentAttentionModel(**TINY, seed=1)
         source.build()
         testing.perturb_weights(source)
-        folder = tempfile.mkdtemp()
-        path = os.path.join(folder, "ram_small.keras")
-        source.save(path)
-        target = RecurrentAttentionModel(**{**TINY, "input_shape": (20, 20, 1)}, seed=2)
-        target.build()
-        self.assertFalse(all(np.allclose(a, b) for a, b in
-                             zip(target.get_weights(), source.get_weights())))
-        initialize_from(target, path)
-        for got, want in zip(target.get_weights(), source.get_weights()):
-            self.assertAllClose(got, want, atol=0)
-        # another architecture is refused, naming the weight and both shapes
-        other = RecurrentAttentionModel(**{**TINY, "core_units": 8}, seed=3)
-        with self.assertRaisesRegex(ValueError, "another architecture: weight"):
-            initialize_from(other, path)
-        with self.assertRaisesRegex(ValueError, "No such model file"):
-            initialize_from(target, path + ".missing")
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "ram_small.keras")
+            source.save(path)
+            target = RecurrentAttentionModel(**{**TINY, "input_shape": (20, 20, 1)}, seed=2)
+            target.build()
+            self.assertFalse(all(np.allclose(a, b) for a, b in
+                                 zip(target.get_weights(), source.get_weights())))
+            initialize_from(target, path)
+            for got, want in zip(target.get_weights(), source.get_weights()):
+                self.assertAllClose(got, want, atol=0)
+            # another architecture is refused, naming the weight and both shapes
+            other = RecurrentAttentionModel(**{**TINY, "core_units": 8}, seed=3)
+            with self.assertRaisesRegex(ValueError, "another architecture: weight"):
+                initialize_from(other, path)
+            with self.assertRaisesRegex(ValueError, "No such model file"):
+                initialize_from(target, path + ".missing")
 
     def test_moving_average_baseline_trains(self):
         images, labels = _data(16)

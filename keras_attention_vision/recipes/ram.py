@@ -209,7 +209,7 @@ def _digit_augment_choice(args):
                              "presets; the mnist preset augments with --shift, --rotate "
                              f"and --zoom. Received: --digit-augment {given}")
         return None
-    return given or PRESET_DEFAULTS[args.preset]["digit_augment"]
+    return preset_defaults(args).digit_augment
 
 
 def _digit_augment(args):

@@ -107,6 +107,16 @@ def test_preset_defaults_fill_only_the_unset_options():
     assert "glimpse_hidden" not in ram._overrides(_args("--preset", "mnist"))
     mnist = ram.preset_defaults(_args("--preset", "mnist"))
     assert (mnist.epochs, mnist.std_final, mnist.digit_augment) == (300, 0.02, None)
+    # the core: the model preset's where the recipe sets none (mnist's ReLU RNN),
+    # an LSTM for translated (the fifth round), the paper's RNN when asked for
+    assert "core" not in ram._overrides(_args("--preset", "mnist"))
+    assert ram._overrides(_args("--preset", "translated"))["core"] == "lstm"
+    assert ram._overrides(_args("--preset", "translated", "--core", "rnn"))["core"] == "rnn"
+    from keras_attention_vision.applications import RecurrentAttentionModel
+
+    model = RecurrentAttentionModel.from_preset(
+        "translated", **ram._overrides(_args("--preset", "translated")))
+    assert model.get_config()["core"] == "lstm"
     # an option given on the command line wins, 0 included
     given = ram.preset_defaults(_args("--preset", "cluttered60", "--epochs", "7",
                                       "--std-final", "0", "--glimpse-hidden", "64"))

@@ -80,6 +80,16 @@ def test_affine_images_moves_a_blob_where_the_rotation_and_zoom_send_it(degrees,
     assert abs(angle) > 0.01  # the draw did rotate
 
 
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="REINFORCE models need TensorFlow or JAX (TFP)")
+def test_translated_default_core_reaches_the_model():
+    from keras_attention_vision.applications import RecurrentAttentionModel
+
+    model = RecurrentAttentionModel.from_preset(
+        "translated", **ram._overrides(_args("--preset", "translated")))
+    assert model.get_config()["core"] == "lstm"
+
+
 def test_location_range_defaults_per_preset_and_reaches_the_model():
     for preset in ram.PRESET_DEFAULTS:  # every preset: the paper's policy, 1.0
         args = _args("--preset", preset)
@@ -113,12 +123,6 @@ def test_preset_defaults_fill_only_the_unset_options():
     assert "core" not in ram._overrides(_args("--preset", "mnist"))
     assert ram._overrides(_args("--preset", "translated"))["core"] == "lstm"
     assert ram._overrides(_args("--preset", "translated", "--core", "rnn"))["core"] == "rnn"
-    if keras.backend.backend() != "torch":  # REINFORCE models need TFP: TF and JAX
-        from keras_attention_vision.applications import RecurrentAttentionModel
-
-        model = RecurrentAttentionModel.from_preset(
-            "translated", **ram._overrides(_args("--preset", "translated")))
-        assert model.get_config()["core"] == "lstm"
     # an option given on the command line wins, 0 included
     given = ram.preset_defaults(_args("--preset", "cluttered60", "--epochs", "7",
                                       "--std-final", "0", "--glimpse-hidden", "64"))

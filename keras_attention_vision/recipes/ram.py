@@ -287,11 +287,9 @@ def _overrides(args):
                  "policy_to_core": getattr(args, "policy_to_core", False),
                  "location_range": args.location_range,
                  "normalize_advantage": getattr(args, "normalize_advantage", False)}
-    if args.core:
-        overrides["core"] = args.core
     if args.glimpses:
         overrides["num_glimpses"] = args.glimpses
-    for name in ("core_units", "glimpse_hidden", "glimpse_units"):
+    for name in ("core", "core_units", "glimpse_hidden", "glimpse_units"):
         if getattr(args, name, None):
             overrides[name] = getattr(args, name)
     return overrides

@@ -35,6 +35,62 @@ def test_preset_round_trip_and_record(shipped):
     assert list(presets.available_presets("Other", folder)) == []
 
 
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    import h5py
+
+    model = _model()
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(scale=3.0, size=(3, 2)).astype("float32")
+    bias = np.array([1e-3, -7.123456], dtype="float32")
+    model.get_layer("dense").set_weights([kernel, bias])
+    presets.save_preset(model, "full", "Tiny", {"units": 2}, {"data": "none"},
+                        directory=tmp_path)
+    presets.save_preset(model, "half", "Tiny", {"units": 2}, {"data": "none"},
+                        directory=tmp_path, storage_dtype="float16")
+    with h5py.File(tmp_path / "half.weights.h5", "r") as f:
+        stored = []
+        f.visititems(lambda n, item: stored.append(item.dtype)
+                     if isinstance(item, h5py.Dataset) else None)
+    assert stored and set(stored) == {np.dtype("float16")}
+    info = presets.get_preset("half", "Tiny", tmp_path)
+    assert info["storage_dtype"] == "float16"
+    assert "storage_dtype" not in presets.get_preset("full", "Tiny", tmp_path)
+    assert info["sha256"] == presets.sha256(tmp_path / "half.weights.h5")
+    assert not list(tmp_path.glob("*partial*"))
+    loaded = presets.load_weights(_model(), "half", "Tiny", directory=tmp_path)
+    got = loaded.get_layer("dense").get_weights()
+    assert all(w.dtype == np.float32 for w in got)
+    # NumPy's own float16 rounding is the reference: within 2**-11 of each value.
+    np.testing.assert_array_equal(got[0], kernel.astype(np.float16).astype(np.float32))
+    np.testing.assert_array_equal(got[1], bias.astype(np.float16).astype(np.float32))
+    assert np.all(np.abs(got[0] - kernel) <= np.abs(kernel) * 2.0**-11)
+
+
+def test_float16_storage_halves_the_size_of_a_wide_layer(tmp_path):
+    inputs = keras.Input((128,))
+    wide = keras.Model(inputs, keras.layers.Dense(128)(inputs))  # 16,512 weights
+    sizes = {}
+    for dtype in (None, "float16"):
+        presets.save_preset(wide, f"wide_{dtype}", "Tiny", {}, {}, directory=tmp_path,
+                            storage_dtype=dtype)
+        sizes[dtype] = (tmp_path / f"wide_{dtype}.weights.h5").stat().st_size
+    # float32: 66,048 bytes of weights, float16 33,024, plus the same HDF5 overhead
+    assert sizes[None] - sizes["float16"] >= 33_024 - 512, sizes
+
+
+def test_float16_storage_refuses_weights_beyond_its_range(tmp_path):
+    model = _model()
+    model.get_layer("dense").set_weights([np.full((3, 2), 7e4, "float32"),
+                                          np.zeros(2, "float32")])
+    with pytest.raises(ValueError, match=r"'layers/dense/vars/0'.*largest magnitude is 70000"):
+        presets.save_preset(model, "big", "Tiny", {"units": 2}, {"data": "none"},
+                            directory=tmp_path, storage_dtype="float16")
+    assert not list(tmp_path.glob("big*"))
+    with pytest.raises(ValueError, match="Received: storage_dtype='bfloat16'"):
+        presets.save_preset(model, "big", "Tiny", {"units": 2}, {"data": "none"},
+                            directory=tmp_path, storage_dtype="bfloat16")
+
+
 def test_unknown_preset_lists_the_valid_ones(shipped):
     folder, _ = shipped
     with pytest.raises(ValueError, match=r"\['tiny_demo'\]. Received: weights='tiny'"):

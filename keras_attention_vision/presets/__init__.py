@@ -441,7 +441,57 @@ def load_preset(name, directory=None, **overrides):
     return builder(**config, weights=name)
 
 
-def save_preset(model, name, application, config, card, directory=None):
+#: Largest finite float16 value: weights beyond it cannot be stored in float16.
+FLOAT16_MAX = 65504.0
+
+
+def store_as_float16(path):
+    """Rewrites every float32 array of the weights file at `path` in float16.
+
+    Halves a preset's size. Keras casts each array to its variable's dtype
+    on `load_weights`, so the model loads as float32 on every backend; each
+    weight moves by at most 2**-11 of its value (float16 round-to-nearest).
+    Other arrays (integers, float64), groups and attributes are copied as
+    they are. The file is written anew (HDF5 does not reclaim the space of
+    deleted arrays) and replaces `path` only once complete.
+
+    Raises:
+        ValueError: a weight beyond the float16 range (+-65504); the message
+            names the array and its largest magnitude. The file is left as it was.
+    """
+    import h5py
+    import numpy as np
+
+    path = pathlib.Path(path)
+    converted = path.with_name(path.name + ".float16")
+    try:
+        with h5py.File(path, "r") as source, h5py.File(converted, "w") as target:
+            target.attrs.update(source.attrs)
+
+            def copy(name, item):
+                if isinstance(item, h5py.Group):
+                    target.create_group(name).attrs.update(item.attrs)
+                    return
+                value = item[()]
+                if item.dtype == np.float32:
+                    largest = float(np.max(np.abs(value), initial=0.0))
+                    if not largest <= FLOAT16_MAX:
+                        raise ValueError(f"Weight {name!r} cannot be stored in float16: "
+                                         f"its largest magnitude is {largest:g}, beyond "
+                                         f"{FLOAT16_MAX:g}. Save it with "
+                                         "storage_dtype=None.")
+                    value = value.astype(np.float16)
+                target.create_dataset(name, data=value).attrs.update(item.attrs)
+
+            source.visititems(copy)
+        os.replace(converted, path)
+    finally:
+        if converted.exists():
+            converted.unlink()
+
+
+def save_preset(model, name, application, config, card, directory=None,
+                storage_dtype=None):
     """Writes `model`'s weights as preset `name`, with its hash, config and card.
 
     Args:
@@ -453,17 +503,39 @@ def save_preset(model, name, application, config, card, directory=None):
         card: a dict describing it: data, the command that made it, scores
             (with units), backend.
         directory: where to write (default: this package folder).
+        storage_dtype: `None` (the variables' own dtypes) or `"float16"`:
+            float32 weights stored in half the bytes (see `store_as_float16`);
+            they load back as float32. The record notes it.
 
     Returns:
         The path of the JSON record.
+
+    Raises:
+        ValueError: an unknown `storage_dtype`, or a weight beyond float16's
+            range.
     """
+    if storage_dtype not in (None, "float16"):
+        raise ValueError("`storage_dtype` must be None or 'float16'. "
+                         f"Received: storage_dtype={storage_dtype!r}")
     directory = pathlib.Path(directory or PRESETS_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     weights_file = f"{name}.weights.h5"
-    model.save_weights(str(directory / weights_file))
+    if storage_dtype is None:
+        model.save_weights(str(directory / weights_file))
+    else:  # convert a temporary file, so that a failure leaves no half-written preset
+        partial = directory / f"{name}.partial.weights.h5"
+        try:
+            model.save_weights(str(partial))
+            store_as_float16(partial)
+            os.replace(partial, directory / weights_file)
+        finally:
+            if partial.exists():
+                partial.unlink()
     record = {"application": application, "config": config,
               "weights_file": weights_file, "sha256": sha256(directory / weights_file),
               "card": card}
+    if storage_dtype is not None:
+        record["storage_dtype"] = storage_dtype
     path = directory / f"{name}.json"
     with open(path, "w") as f:
         json.dump(record, f, indent=2, sort_keys=True, default=str)
@@ -474,4 +546,5 @@ def save_preset(model, name, application, config, card, directory=None):
 __all__ = ["available_presets", "check_preset_config", "check_weights_argument",
            "copy_weights_by_name", "get_preset", "is_preset_name",
            "load_application_weights", "load_preset", "load_weights", "preset_config",
-           "resolve_weights", "save_preset", "sha256", "top_reference"]
+           "resolve_weights", "save_preset", "sha256", "store_as_float16",
+           "top_reference"]

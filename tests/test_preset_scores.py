@@ -24,7 +24,7 @@ RECIPE = {"RecurrentAttentionModel": "ram", "PixelCNN": "pixelcnn",
 
 
 def test_presets_ship_with_hash_config_and_card():
-    assert {"ram_mnist", "ram_translated", "pixelcnn_mnist",
+    assert {"ram_mnist", "ram_translated", "ram_cluttered60", "pixelcnn_mnist",
             "non_local_resnet_cluttered_mnist", "sagan_generator_mnist",
             "attention_vgg_cluttered_mnist", "image_transformer_mnist",
             "visual_search_agent_mnist", "show_attend_tell_shapes"} <= set(SHIPPED)

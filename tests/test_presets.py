@@ -35,7 +35,7 @@ def test_preset_round_trip_and_record(shipped):
     assert list(presets.available_presets("Other", folder)) == []
 
 
-def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+def test_float16_storage_stores_float16_and_loads_as_float32(tmp_path):
     import h5py
 
     model = _model()

@@ -449,15 +449,18 @@ def store_as_float16(path):
     """Rewrites every float32 array of the weights file at `path` in float16.
 
     Halves a preset's size. Keras casts each array to its variable's dtype
-    on `load_weights`, so the model loads as float32 on every backend; each
-    weight moves by at most 2**-11 of its value (float16 round-to-nearest).
+    on `load_weights`, so the model loads as float32 on every backend. Each
+    weight is rounded to the nearest float16: it moves by at most 2**-11 of its
+    value above float16's smallest normal number (6.1e-5), by at most 3e-8
+    below it.
     Other arrays (integers, float64), groups and attributes are copied as
     they are. The file is written anew (HDF5 does not reclaim the space of
     deleted arrays) and replaces `path` only once complete.
 
     Raises:
-        ValueError: a weight beyond the float16 range (+-65504); the message
-            names the array and its largest magnitude. The file is left as it was.
+        ValueError: a weight beyond the float16 range (+-65504), infinite or
+            NaN; the message names the array and its largest magnitude. The
+            file is left as it was.
     """
     import h5py
     import numpy as np

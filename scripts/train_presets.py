@@ -309,7 +309,9 @@ def _save_and_score(name, model, application, config, card, evaluate_dir):
     record_path = presets.PRESETS_DIR / f"{name}.json"
     record = json.loads(record_path.read_text())
     record["card"] = card
-    record_path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    partial = record_path.with_name(f".{name}.json.tmp")  # replaced whole, never half-written
+    partial.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(partial, record_path)
     size = (presets.PRESETS_DIR / record["weights_file"]).stat().st_size
     print(f"[presets] {name}: {size / 1e6:.2f} MB, sha256 {record['sha256'][:12]}, "
           f"{spec['score']} = {card['test'].get(spec['score'])}", flush=True)

@@ -78,17 +78,63 @@ def test_float16_storage_halves_the_size_of_a_wide_layer(tmp_path):
     assert sizes[None] - sizes["float16"] >= 33_024 - 512, sizes
 
 
-def test_float16_storage_refuses_weights_beyond_its_range(tmp_path):
+@pytest.mark.parametrize("value, message", [
+    (65520.0, "largest magnitude is 65520, beyond 65504"),  # rounds to inf in float16
+    (np.inf, "infinite or NaN"), (np.nan, "infinite or NaN")])
+def test_float16_storage_refuses_what_it_cannot_hold_and_keeps_the_old_preset(
+        tmp_path, value, message):
     model = _model()
-    model.get_layer("dense").set_weights([np.full((3, 2), 7e4, "float32"),
-                                          np.zeros(2, "float32")])
-    with pytest.raises(ValueError, match=r"'layers/dense/vars/0'.*largest magnitude is 70000"):
-        presets.save_preset(model, "big", "Tiny", {"units": 2}, {"data": "none"},
+    presets.save_preset(model, "p", "Tiny", {"units": 2}, {"data": "old"},
+                        directory=tmp_path, storage_dtype="float16")
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    kernel = np.zeros((3, 2), "float32")
+    kernel[1, 1] = value
+    model.get_layer("dense").set_weights([kernel, np.zeros(2, "float32")])
+    with pytest.raises(ValueError, match=r"'layers/dense/vars/0'.*" + message):
+        presets.save_preset(model, "p", "Tiny", {"units": 2}, {"data": "new"},
                             directory=tmp_path, storage_dtype="float16")
-    assert not list(tmp_path.glob("big*"))
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before
+
+
+def test_float16_storage_keeps_65504_and_warns_when_weights_become_zero(tmp_path):
+    model = _model()
+    kernel = np.array([[65504.0, 1e-8], [3e-6, 1e-4], [1.0, 0.0]], "float32")
+    model.get_layer("dense").set_weights([kernel, np.zeros(2, "float32")])
+    with pytest.warns(UserWarning, match=r"'layers/dense/vars/0': 1\}"):
+        presets.save_preset(model, "p", "Tiny", {"units": 2}, {}, directory=tmp_path,
+                            storage_dtype="float16")
+    got = presets.load_weights(_model(), "p", "Tiny", directory=tmp_path)
+    np.testing.assert_array_equal(got.get_layer("dense").get_weights()[0],
+                                  kernel.astype(np.float16).astype(np.float32))
+    assert got.get_layer("dense").get_weights()[0][0, 0] == 65504.0
+
+
+def test_a_failed_save_leaves_other_presets_and_the_old_one_intact(tmp_path):
+    model = _model()
+    # A preset named as the temporary file of "mine" once was.
+    presets.save_preset(model, "mine.partial", "Tiny", {}, {}, directory=tmp_path)
+    presets.save_preset(model, "mine", "Tiny", {}, {"data": "old"}, directory=tmp_path,
+                        storage_dtype="float16")
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match="cannot be written as JSON"):  # unsortable keys
+        presets.save_preset(model, "mine", "Tiny", {}, {"test": {0: 0.9, "mean": 0.8}},
+                            directory=tmp_path, storage_dtype="float16")
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before
+    for name in ("mine", "mine.partial"):
+        presets.load_weights(_model(), name, "Tiny", directory=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["sub/dir", "x.h5", "x.json", ".hidden", "", " x"])
+def test_a_preset_name_must_be_a_plain_file_stem(tmp_path, name):
+    with pytest.raises(ValueError, match=f"Received: name={name!r}"):
+        presets.save_preset(_model(), name, "Tiny", {}, {}, directory=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_storage_dtype_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Received: storage_dtype='bfloat16'"):
-        presets.save_preset(model, "big", "Tiny", {"units": 2}, {"data": "none"},
-                            directory=tmp_path, storage_dtype="bfloat16")
+        presets.save_preset(_model(), "p", "Tiny", {}, {}, directory=tmp_path,
+                            storage_dtype="bfloat16")
 
 
 def test_unknown_preset_lists_the_valid_ones(shipped):

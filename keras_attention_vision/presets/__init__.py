@@ -133,8 +133,10 @@ def resolve_weights(weights, application=None, file_hash=None, directory=None):
     info = get_preset(weights, application, directory)
     path = directory / info["weights_file"]
     if not path.exists():
-        raise ValueError(f"The file of preset {weights!r} is missing from the package: "
-                         f"{str(path)!r}. Reinstall keras-attention-vision.")
+        raise ValueError(f"The weights file of preset {weights!r} is missing: "
+                         f"{str(path)!r}. "
+                         + ("Reinstall keras-attention-vision." if directory == PRESETS_DIR
+                            else "Save the preset again."))
     _check_hash(path, info["sha256"], f"The file of preset {weights!r},")
     return str(path)
 
@@ -441,7 +443,7 @@ def load_preset(name, directory=None, **overrides):
     return builder(**config, weights=name)
 
 
-#: Largest finite float16 value: weights beyond it cannot be stored in float16.
+#: Largest finite float16 value; values from 65520 up round to infinity.
 FLOAT16_MAX = 65504.0
 
 
@@ -452,21 +454,24 @@ def store_as_float16(path):
     on `load_weights`, so the model loads as float32 on every backend. Each
     weight is rounded to the nearest float16: it moves by at most 2**-11 of its
     value above float16's smallest normal number (6.1e-5), by at most 3e-8
-    below it.
-    Other arrays (integers, float64), groups and attributes are copied as
-    they are. The file is written anew (HDF5 does not reclaim the space of
-    deleted arrays) and replaces `path` only once complete.
+    below it; a warning names the arrays whose nonzero weights become 0.
+    Other arrays (integers, float64, bfloat16), groups and attributes are
+    copied as they are. The file is written anew (HDF5 does not reclaim the
+    space of deleted arrays) and replaces `path` only once complete.
 
     Raises:
-        ValueError: a weight beyond the float16 range (+-65504), infinite or
-            NaN; the message names the array and its largest magnitude. The
-            file is left as it was.
+        ValueError: a weight that is infinite, NaN or overflows float16 (its
+            magnitude 65520 or more); the message names the array. The file
+            is left as it was.
     """
+    import warnings
+
     import h5py
     import numpy as np
 
     path = pathlib.Path(path)
     converted = path.with_name(path.name + ".float16")
+    flushed = {}
     try:
         with h5py.File(path, "r") as source, h5py.File(converted, "w") as target:
             target.attrs.update(source.attrs)
@@ -477,13 +482,21 @@ def store_as_float16(path):
                     return
                 value = item[()]
                 if item.dtype == np.float32:
-                    largest = float(np.max(np.abs(value), initial=0.0))
-                    if not largest <= FLOAT16_MAX:
+                    if not np.all(np.isfinite(value)):
+                        raise ValueError(f"Weight {name!r} holds infinite or NaN values: "
+                                         "it cannot be stored as a preset.")
+                    with np.errstate(over="ignore"):  # overflow is checked below
+                        half = value.astype(np.float16)
+                    if not np.all(np.isfinite(half)):
+                        largest = float(np.max(np.abs(value)))
                         raise ValueError(f"Weight {name!r} cannot be stored in float16: "
                                          f"its largest magnitude is {largest:g}, beyond "
                                          f"{FLOAT16_MAX:g}. Save it with "
                                          "storage_dtype=None.")
-                    value = value.astype(np.float16)
+                    lost = int(np.count_nonzero((half == 0) & (value != 0)))
+                    if lost:
+                        flushed[name] = lost
+                    value = half
                 target.create_dataset(name, data=value).attrs.update(item.attrs)
 
             source.visititems(copy)
@@ -491,11 +504,31 @@ def store_as_float16(path):
     finally:
         if converted.exists():
             converted.unlink()
+    if flushed:
+        warnings.warn("Nonzero weights below float16's range (about 6e-8) were stored "
+                      f"as 0: {flushed} (array: count). Use storage_dtype=None to keep "
+                      "them.", stacklevel=2)
+
+
+def _check_preset_name(name):
+    """A preset name is a plain file stem: its two files are NAME.json and
+    NAME.weights.h5 in the presets folder."""
+    bad = (not isinstance(name, str) or not name.strip() or name != name.strip()
+           or os.sep in name or (os.altsep and os.altsep in name)
+           or name.startswith(".") or name.endswith((".h5", ".json", ".keras")))
+    if bad:
+        raise ValueError("A preset name must be a plain file name without a folder, a "
+                         "leading dot or an .h5/.json/.keras suffix (e.g. 'ram_mnist'). "
+                         f"Received: name={name!r}")
 
 
 def save_preset(model, name, application, config, card, directory=None,
                 storage_dtype=None):
     """Writes `model`'s weights as preset `name`, with its hash, config and card.
+
+    Both files are written to temporary names first and then moved over the
+    preset's files, so that an error (a card JSON cannot hold, a weight
+    float16 cannot hold) leaves an existing preset of that name as it was.
 
     Args:
         model: the trained model.
@@ -514,36 +547,46 @@ def save_preset(model, name, application, config, card, directory=None,
         The path of the JSON record.
 
     Raises:
-        ValueError: an unknown `storage_dtype`, or a weight beyond float16's
-            range.
+        ValueError: a name that is not a plain file stem, an unknown
+            `storage_dtype`, a weight float16 cannot hold, or a config or card
+            that cannot be written as JSON.
     """
+    import secrets
+
+    _check_preset_name(name)
     if storage_dtype not in (None, "float16"):
         raise ValueError("`storage_dtype` must be None or 'float16'. "
                          f"Received: storage_dtype={storage_dtype!r}")
-    directory = pathlib.Path(directory or PRESETS_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    weights_file = f"{name}.weights.h5"
-    if storage_dtype is None:
-        model.save_weights(str(directory / weights_file))
-    else:  # convert a temporary file, so that a failure leaves no half-written preset
-        partial = directory / f"{name}.partial.weights.h5"
-        try:
-            model.save_weights(str(partial))
-            store_as_float16(partial)
-            os.replace(partial, directory / weights_file)
-        finally:
-            if partial.exists():
-                partial.unlink()
     record = {"application": application, "config": config,
-              "weights_file": weights_file, "sha256": sha256(directory / weights_file),
-              "card": card}
+              "weights_file": f"{name}.weights.h5", "sha256": "", "card": card}
     if storage_dtype is not None:
         record["storage_dtype"] = storage_dtype
-    path = directory / f"{name}.json"
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-    return str(path)
+    try:  # before any file is touched
+        json.dumps(record, sort_keys=True, default=str)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"The record of preset {name!r} cannot be written as JSON "
+                         f"(config or card): {error}") from error
+    directory = pathlib.Path(directory or PRESETS_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    # Temporary names no preset can have (a leading dot, a random part); the
+    # files are created as usual, so their permissions follow the umask.
+    stem = directory / f".preset-{secrets.token_hex(8)}"
+    weights_tmp, record_tmp = f"{stem}.weights.h5", f"{stem}.json.tmp"
+    try:
+        model.save_weights(weights_tmp, overwrite=True)
+        if storage_dtype == "float16":
+            store_as_float16(weights_tmp)
+        record["sha256"] = sha256(weights_tmp)
+        with open(record_tmp, "w") as f:
+            json.dump(record, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+        os.replace(weights_tmp, directory / record["weights_file"])
+        os.replace(record_tmp, directory / f"{name}.json")
+    finally:
+        for leftover in (weights_tmp, record_tmp):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+    return str(directory / f"{name}.json")
 
 
 __all__ = ["available_presets", "check_preset_config", "check_weights_argument",

@@ -35,7 +35,7 @@ STEPS = ("train", "evaluate", "visualize")
 
 #: Numeric options of the recipes that may be 0; every other one must be > 0.
 ZERO_ALLOWED = frozenset({"distractors", "shift", "rotate", "zoom", "std_final", "seed",
-                          "flanges", "fgsm_epsilons", "map_examples"})
+                          "flanges", "fgsm_epsilons", "map_examples", "curriculum_epochs"})
 #: ... and those named like a loss weight, a cost or a penalty (0: switched off).
 ZERO_ALLOWED_SUFFIXES = ("_weight", "_cost", "_penalty", "_regularization")
 

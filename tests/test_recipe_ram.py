@@ -128,3 +128,118 @@ def test_preset_defaults_fill_only_the_unset_options():
                                       "--std-final", "0", "--glimpse-hidden", "64"))
     assert (given.epochs, given.std_final, given.glimpse_hidden, given.glimpse_units) == (
         7, 0.0, 64, 512)
+
+
+@pytest.fixture
+def staged(monkeypatch, tmp_path):
+    """`ram.train` with `ram.run` replaced by a recorder of the stages, no training.
+
+    Returns `train(*options)` -> figures; the stages run are in `train.calls`.
+    """
+    calls = []
+
+    def fake_run(args, epochs, verbose=True):
+        calls.append(argparse.Namespace(**vars(args)))
+        (tmp_path / f"results_{args.preset}.json").write_text(
+            '{"figures": {}, "history": [], "args": {}}')
+        return {"preset": args.preset, "train_seconds": 10.0 * len(calls),
+                "test_error_m1": 50.0 - len(calls)}
+
+    monkeypatch.setattr(ram, "run", fake_run)
+
+    def train(*options):
+        args = _args("--preset", "cluttered100", *options)
+        args.output_dir = str(tmp_path)
+        return ram.train(args)
+
+    train.calls = calls
+    return train
+
+
+def test_cluttered100_trains_its_curriculum_by_default(staged, tmp_path):
+    import json
+
+    figures = staged("--seed", "3", "--glimpse-hidden", "64")
+    first, second = staged.calls
+    # stage 1: cluttered60 for the curriculum's epochs, this run's options and seed
+    assert (first.preset, first.epochs, first.initial_weights) == ("cluttered60", 200, None)
+    assert (first.seed, first.glimpse_hidden, first.glimpse_units) == (3, 64, 512)
+    assert first.std_final == 0.05 and first.digit_augment == "none"
+    # stage 2: cluttered100 from stage 1's saved model
+    assert (second.preset, second.epochs) == ("cluttered100", 300)
+    assert second.initial_weights == str(tmp_path / "ram_cluttered60.keras")
+    assert (second.seed, second.glimpse_hidden) == (3, 64)
+    assert (figures["curriculum_epochs"], figures["curriculum_train_seconds"],
+            figures["curriculum_test_error_m1"]) == (200, 10.0, 49.0)
+    saved = json.loads((tmp_path / "results_cluttered100.json").read_text())
+    assert saved["figures"]["curriculum_preset"] == "cluttered60"
+
+
+@pytest.mark.parametrize("options, initial", [
+    (("--curriculum-epochs", "0"), None),             # from scratch, as the paper
+    (("--initial-weights", "given.keras"), "given.keras")])
+def test_curriculum_epochs_0_or_initial_weights_train_one_stage(staged, options, initial):
+    staged(*options)
+    assert [(c.preset, c.initial_weights, c.curriculum_epochs) for c in staged.calls] == [
+        ("cluttered100", initial, 0)]
+
+
+def test_a_shorter_first_stage_is_taken(staged):
+    staged("--curriculum-epochs", "7", "--epochs", "9")
+    assert [(c.preset, c.epochs) for c in staged.calls] == [("cluttered60", 7),
+                                                            ("cluttered100", 9)]
+
+
+@pytest.mark.parametrize("options, message", [
+    (("--initial-weights", "m.keras", "--curriculum-epochs", "5"), "give one of the two"),
+    (("--preset", "translated", "--curriculum-epochs", "5"), r"is for \['cluttered100'\]")])
+def test_curriculum_epochs_conflicts_are_refused_before_training(staged, options, message):
+    with pytest.raises(ValueError, match=message):
+        staged(*options)
+    assert staged.calls == []
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="REINFORCE models need TensorFlow or JAX")
+def test_a_resumed_ram_run_ends_as_the_uninterrupted_one(tmp_path, monkeypatch):
+    from keras_attention_vision.recipes import _checkpoint
+
+    (x_train, y_train), (x_test, y_test) = load_mnist("embedded", verbose=False)
+
+    def small_data(preset, seed, digit_augment=None):  # 2 batches, 64 test digits
+        def train_epoch(rng):
+            return x_train[:128, ..., None].astype("float32") / 255.0
+        return train_epoch, x_test[:64, ..., None] / 255.0, y_train[:128], y_test[:64]
+
+    monkeypatch.setattr(ram, "_data", small_data)
+
+    def run(name):
+        args = _args("--preset", "mnist", "--epochs", "3", "--log-every", "1",
+                     "--samples", "2")
+        args.output_dir = str(tmp_path / name)
+        args.checkpoint_dir = str(tmp_path / name / "checkpoints")
+        ram.run(ram.preset_defaults(args), args.epochs, verbose=False)
+        model = keras.saving.load_model(tmp_path / name / "ram_mnist.keras", compile=False)
+        return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+    save = _checkpoint.EpochCheckpoint.save
+
+    def save_then_stop(self, epoch, *rest, **kwargs):
+        save(self, epoch, *rest, **kwargs)
+        if epoch == 0:  # stopped after the first of three epochs
+            raise _Stop
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_checkpoint.EpochCheckpoint, "save", save_then_stop)
+        with pytest.raises(_Stop):
+            run("resumed")
+    np.random.rand(7)  # the process's global RNG moves on, as in a new process
+    resumed = run("resumed")  # epochs 2 and 3 from the checkpoint
+    uninterrupted = run("uninterrupted")
+    assert len(resumed) == len(uninterrupted) > 0
+    for a, b in zip(resumed, uninterrupted):
+        np.testing.assert_array_equal(a, b)

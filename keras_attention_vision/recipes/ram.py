@@ -4,7 +4,9 @@
 the paper's configurations on the embedded MNIST split (4,000 train / 1,000
 test digits), reports the test error with the mean path (M=1) and with 10
 averaged sampled rollouts (M=10), saves the model, a results JSON and a PNG of
-the glimpse paths.
+the glimpse paths. cluttered100 is a curriculum: the same command first trains
+cluttered60 (`--curriculum-epochs`, its files beside the run's), whose model
+starts the 100x100 run.
 """
 
 import json
@@ -12,6 +14,8 @@ import os
 
 NAME = "ram"
 HELP = "Recurrent Attention Model (Mnih et al. 2014), trained with REINFORCE"
+#: Units of the figures whose names do not say them (`report.unit_of`).
+UNITS = {"curriculum_test_error_m1": "%"}
 
 #: Paper error rates (arXiv v1, 1406.6247v1) of the row each preset reproduces.
 PAPER_ERRORS = {
@@ -34,11 +38,14 @@ PRESET_DEFAULTS = {
                    "core": "lstm"},
     "cluttered60": {"epochs": 450, "digit_augment": "none", "std_final": 0.05,
                     "glimpse_hidden": 256, "glimpse_units": 512, "location_range": 1.0},
-    # the widths of cluttered60, so that its model can start this one
-    # (`--initial-weights`, the curriculum of the README's row)
+    # the widths of cluttered60, so that its model can start this one: a
+    # curriculum, 200 epochs of cluttered60 first (`--curriculum-epochs`)
     "cluttered100": {"epochs": 300, "digit_augment": "none", "std_final": 0.05,
-                     "glimpse_hidden": 256, "glimpse_units": 512, "location_range": 1.0},
+                     "glimpse_hidden": 256, "glimpse_units": 512, "location_range": 1.0,
+                     "curriculum_epochs": 200},
 }
+#: The preset whose model starts each curriculum preset's run.
+CURRICULUM = {"cluttered100": "cluttered60"}
 
 
 def preset_defaults(args):
@@ -110,10 +117,16 @@ def add_arguments(parser):
                         help="standardise the REINFORCE advantage R - b over each "
                         "batch: (A - mean) / std (default: off, the paper's estimator)")
     parser.add_argument("--initial-weights", default=None, metavar="MODEL.keras",
-                        help="a curriculum: start from the weights of a RAM saved by an "
-                        "earlier run (its ram_PRESET.keras), e.g. cluttered60's for "
-                        "cluttered100; the architecture must be this run's, the canvas "
-                        "may differ (default: a fresh initialisation)")
+                        help="start from the weights of a RAM saved by an earlier run "
+                        "(its ram_PRESET.keras), e.g. a cluttered60 model for "
+                        "cluttered100 in place of the curriculum's first stage; the "
+                        "architecture must be this run's, the canvas may differ "
+                        "(default: a fresh initialisation)")
+    parser.add_argument("--curriculum-epochs", type=int, default=None,
+                        help="cluttered100: first train this many epochs of cluttered60 "
+                        "(same options and seed; its files land beside the run's), whose "
+                        "model starts the cluttered100 run; 0 trains cluttered100 from "
+                        "scratch, as the paper does (default: 200)")
     parser.add_argument("--samples", type=int, default=10,
                         help="M of the Monte Carlo test-time average (reported beside M=1)")
     parser.add_argument("--log-every", type=int, default=10)
@@ -425,8 +438,12 @@ def run(args, epochs, verbose=True):
             x_train = affine_images(x_train, args.shift, args.rotate, args.zoom, rng)
         elif args.preset == "mnist":
             x_train = shift_images(x_train, args.shift, rng)
-        logs = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epoch + 1,
-                         initial_epoch=epoch, verbose=0).history
+        # the order from (seed, epoch) too: fit(shuffle=True) draws it from the
+        # process's global RNG, which a resumed run has used differently
+        order = rng.permutation(len(y_train))
+        logs = model.fit(x_train[order], y_train[order], batch_size=args.batch_size,
+                         epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                         verbose=0).history
         if (epoch + 1) % args.log_every == 0 or epoch + 1 == epochs:
             error = _error(model, x_test, y_test, 1)
             row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),
@@ -462,9 +479,61 @@ def run(args, epochs, verbose=True):
     return figures
 
 
+def _curriculum_first_stage(args):
+    """The options of a curriculum's first stage, or `None` (no curriculum).
+
+    Called before `preset_defaults(args)`: the first stage fills the options
+    left unset with its own preset's defaults.
+
+    Raises:
+        ValueError: `--curriculum-epochs` for a preset without a curriculum,
+            or with `--initial-weights` (which takes the first stage's place).
+    """
+    import argparse
+
+    given = args.curriculum_epochs
+    if args.preset not in CURRICULUM:
+        if given:
+            raise ValueError(f"--curriculum-epochs is for {sorted(CURRICULUM)} only. "
+                             f"Received: --curriculum-epochs {given} --preset {args.preset}")
+        return None
+    if args.initial_weights:
+        if given:
+            raise ValueError("--initial-weights takes the place of the curriculum's first "
+                             "stage: give one of the two. Received: --curriculum-epochs "
+                             f"{given} --initial-weights {args.initial_weights}")
+        return None
+    epochs = PRESET_DEFAULTS[args.preset]["curriculum_epochs"] if given is None else given
+    if epochs == 0:
+        return None
+    first = argparse.Namespace(**vars(args))
+    first.preset, first.epochs, first.curriculum_epochs = CURRICULUM[args.preset], epochs, 0
+    return preset_defaults(first)
+
+
 def train(args):
+    first = _curriculum_first_stage(args)
+    if first is None and args.preset in CURRICULUM:
+        args.curriculum_epochs = 0  # recorded as run: from scratch or --initial-weights
     preset_defaults(args)
-    return run(args, args.epochs)
+    if first is None:
+        return run(args, args.epochs)
+    print(f"ram[{args.preset}]: the curriculum's first stage: {first.epochs} epochs of "
+          f"{first.preset}, whose model starts this run (--curriculum-epochs 0 trains "
+          "from scratch)", flush=True)
+    # A resumed run finds this stage's checkpoint finished and only re-evaluates it.
+    stage = run(first, first.epochs)
+    args.initial_weights = os.path.join(first.output_dir, f"ram_{first.preset}.keras")
+    figures = run(args, args.epochs)
+    figures.update({"curriculum_preset": first.preset, "curriculum_epochs": first.epochs,
+                    "curriculum_train_seconds": stage["train_seconds"],
+                    "curriculum_test_error_m1": stage["test_error_m1"]})
+    with open(os.path.join(args.output_dir, f"results_{args.preset}.json")) as f:
+        results = json.load(f)
+    results["figures"].update(figures)
+    with open(os.path.join(args.output_dir, f"results_{args.preset}.json"), "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    return figures
 
 
 def demo(args):

@@ -147,9 +147,11 @@ def run(args, epochs, verbose=True):
             agent.fixation_weight = fixation_weight  # a Python float: retrace the step
             agent.train_function = None
         train = _scenes(args, x_train, y_train, args.train_scenes, int(rng.integers(2**31)))
+        # no fit(shuffle=True): it draws from the process's global RNG, which a
+        # resumed run has used differently; the scenes are drawn in random order
         logs = agent.fit((train["scenes"], train["targets"]), train["target_boxes"],
                          batch_size=args.batch_size, epochs=epoch + 1,
-                         initial_epoch=epoch, verbose=0).history
+                         initial_epoch=epoch, shuffle=False, verbose=0).history
         if (epoch + 1) % args.log_every == 0 or epoch + 1 == epochs:
             figures = agent.search(test["scenes"], test["targets"], test["target_boxes"])
             row = {"epoch": epoch + 1, "loss": float(logs["loss"][-1]),

@@ -45,3 +45,36 @@ def np_normalized_advantage(advantage, weights=None, epsilon=1e-8):
     mean = np.sum(w * advantage) / np.sum(w)
     std = np.sqrt(np.sum(w * (advantage - mean) ** 2) / np.sum(w))
     return (advantage - mean) / (std + epsilon)
+
+
+class _Stop(Exception):
+    """Raised by `resumed_and_uninterrupted` to stop a run after its first epoch."""
+
+
+def resumed_and_uninterrupted(run, monkeypatch):
+    """Final weights of a run stopped after epoch 1 and resumed, and of one not stopped.
+
+    `run(name)` trains (with `args.checkpoint_dir` under a folder of its own
+    per `name`) through `recipes._checkpoint.EpochCheckpoint` and returns the
+    final weights. The first `run("resumed")` stops once the first epoch's
+    checkpoint is written; the process's global RNGs then move on (as a new
+    process's would differ) before the second resumes it.
+
+    Returns:
+        `(resumed, uninterrupted)`, lists of NumPy arrays.
+    """
+    from keras_attention_vision.recipes import _checkpoint
+
+    save = _checkpoint.EpochCheckpoint.save
+
+    def save_then_stop(self, epoch, *rest, **kwargs):
+        save(self, epoch, *rest, **kwargs)
+        if epoch == 0:
+            raise _Stop
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_checkpoint.EpochCheckpoint, "save", save_then_stop)
+        with pytest.raises(_Stop):
+            run("resumed")
+    np.random.rand(7)
+    return run("resumed"), run("uninterrupted")

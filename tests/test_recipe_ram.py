@@ -199,14 +199,11 @@ def test_curriculum_epochs_conflicts_are_refused_before_training(staged, options
     assert staged.calls == []
 
 
-class _Stop(Exception):
-    pass
-
 
 @pytest.mark.skipif(keras.backend.backend() == "torch",
                     reason="REINFORCE models need TensorFlow or JAX")
 def test_a_resumed_ram_run_ends_as_the_uninterrupted_one(tmp_path, monkeypatch):
-    from keras_attention_vision.recipes import _checkpoint
+    from tests.reinforce_testing import resumed_and_uninterrupted
 
     (x_train, y_train), (x_test, y_test) = load_mnist("embedded", verbose=False)
 
@@ -217,7 +214,7 @@ def test_a_resumed_ram_run_ends_as_the_uninterrupted_one(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ram, "_data", small_data)
 
-    def run(name):
+    def run(name):  # 3 epochs: std annealed, affine digits, cosine learning rate
         args = _args("--preset", "mnist", "--epochs", "3", "--log-every", "1",
                      "--samples", "2")
         args.output_dir = str(tmp_path / name)
@@ -226,20 +223,7 @@ def test_a_resumed_ram_run_ends_as_the_uninterrupted_one(tmp_path, monkeypatch):
         model = keras.saving.load_model(tmp_path / name / "ram_mnist.keras", compile=False)
         return [keras.ops.convert_to_numpy(w) for w in model.weights]
 
-    save = _checkpoint.EpochCheckpoint.save
-
-    def save_then_stop(self, epoch, *rest, **kwargs):
-        save(self, epoch, *rest, **kwargs)
-        if epoch == 0:  # stopped after the first of three epochs
-            raise _Stop
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_checkpoint.EpochCheckpoint, "save", save_then_stop)
-        with pytest.raises(_Stop):
-            run("resumed")
-    np.random.rand(7)  # the process's global RNG moves on, as in a new process
-    resumed = run("resumed")  # epochs 2 and 3 from the checkpoint
-    uninterrupted = run("uninterrupted")
+    resumed, uninterrupted = resumed_and_uninterrupted(run, monkeypatch)
     assert len(resumed) == len(uninterrupted) > 0
     for a, b in zip(resumed, uninterrupted):
         np.testing.assert_array_equal(a, b)

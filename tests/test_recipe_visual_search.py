@@ -5,10 +5,11 @@ import json
 import os
 
 import keras
+import numpy as np
 import pytest
 
 from keras_attention_vision.recipes import visual_search
-from tests.reinforce_testing import needs_tfp
+from tests.reinforce_testing import needs_tfp, resumed_and_uninterrupted
 
 
 def _args(tmp_path, *extra):
@@ -48,3 +49,20 @@ def test_torch_is_refused_with_the_clear_error(tmp_path):
 
     with pytest.raises(UnsupportedBackendError, match="tensorflow and jax"):
         visual_search.run(_args(tmp_path), epochs=1, verbose=False)
+
+
+@needs_tfp
+def test_a_resumed_run_ends_as_the_uninterrupted_one(tmp_path, monkeypatch):
+    def run(name):  # 3 epochs: warm-up then fixations, cosine learning rate
+        args = _args(tmp_path, "--epochs", "3", "--warmup-epochs", "1", "--log-every", "1")
+        args.output_dir = str(tmp_path / name)
+        args.checkpoint_dir = str(tmp_path / name / "checkpoints")
+        visual_search.run(args, args.epochs, verbose=False)
+        model = keras.saving.load_model(tmp_path / name / "visual_search_agent.keras",
+                                        compile=False)
+        return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+    resumed, uninterrupted = resumed_and_uninterrupted(run, monkeypatch)
+    assert len(resumed) == len(uninterrupted) > 0
+    for a, b in zip(resumed, uninterrupted):
+        np.testing.assert_array_equal(a, b)

@@ -266,10 +266,11 @@ def package(name, output_dir, wall_seconds=None):
     model, application, config = _trained_model(name, spec, output_dir)
     command = " ".join(["KERAS_BACKEND=" + spec["backend"]]
                        + [shlex.quote(c) for c in _command(name, "OUT")])
+    train_seconds = _train_seconds(spec, output_dir)
     if wall_seconds is None:  # --package-only: keep the wall time of the same run
         old = presets.available_presets().get(name, {}).get("card", {})
         if (old.get("recipe_command") == command
-                and old.get("train_seconds") == _train_seconds(spec, output_dir)):
+                and old.get("train_seconds") == train_seconds):
             wall_seconds = old.get("train_wall_seconds")
     card = {
         "summary": spec["summary"],
@@ -277,7 +278,7 @@ def package(name, output_dir, wall_seconds=None):
         "recipe_command": command,
         "recipe_args": spec["recipe_args"],
         "train_backend": spec["backend"],
-        "train_seconds": _train_seconds(spec, output_dir),
+        "train_seconds": train_seconds,
         "train_wall_seconds": wall_seconds,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)",
         "keras": keras.__version__,
@@ -306,12 +307,7 @@ def _save_and_score(name, model, application, config, card, evaluate_dir):
     card["test"] = {k: v for k, v in figures.items()
                     if not k.endswith("_documented") and k != "weights"}
     card["test_backend"] = keras.backend.backend()
-    record_path = presets.PRESETS_DIR / f"{name}.json"
-    record = json.loads(record_path.read_text())
-    record["card"] = card
-    partial = record_path.with_name(f".{name}.json.tmp")  # replaced whole, never half-written
-    partial.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(partial, record_path)
+    record = _update_card(name, card)
     size = (presets.PRESETS_DIR / record["weights_file"]).stat().st_size
     print(f"[presets] {name}: {size / 1e6:.2f} MB, sha256 {record['sha256'][:12]}, "
           f"{spec['score']} = {card['test'].get(spec['score'])}", flush=True)
@@ -360,17 +356,29 @@ TABLE_FILES = ("README.md", "docs/getting_started.md", "docs/ram.md", "docs/pixe
                "docs/image_transformer.md", "docs/visual_search.md")
 
 
+def _update_card(name, card):
+    """Writes `card` into shipped preset `name`'s record (weights untouched) and
+    returns the record. The file is replaced whole, never left half-written."""
+    from keras_attention_vision import presets
+
+    path = presets.PRESETS_DIR / f"{name}.json"
+    record = json.loads(path.read_text())
+    record["card"] = card
+    partial = path.with_name(f".{name}.json.tmp")
+    partial.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(partial, path)
+    return record
+
+
 def refresh_summaries():
     """Writes each spec's `summary` into its record's card (weights untouched)."""
     from keras_attention_vision import presets
 
+    shipped = presets.available_presets()
     for name, spec in PRESETS.items():
-        path = presets.PRESETS_DIR / f"{name}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
-            if record["card"].get("summary") != spec["summary"]:
-                record["card"]["summary"] = spec["summary"]
-                path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        card = shipped.get(name, {}).get("card")
+        if card is not None and card.get("summary") != spec["summary"]:
+            _update_card(name, {**card, "summary": spec["summary"]})
 
 
 def write_tables():

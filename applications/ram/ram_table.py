@@ -20,12 +20,11 @@ import os
 
 from keras_attention_vision.recipes import ram
 
-PRESETS = ("mnist", "translated", "cluttered60", "cluttered100")
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["mnist"], choices=PRESETS)
+    parser.add_argument("--presets", nargs="+", default=["mnist"],
+                        choices=list(ram.PAPER_ERRORS))
     parser.add_argument("--output-dir", default="ram_output")
     parser.add_argument("--seed", type=int, default=0)
     cli = parser.parse_args()

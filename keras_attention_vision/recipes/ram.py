@@ -483,7 +483,9 @@ def _curriculum_first_stage(args):
     """The options of a curriculum's first stage, or `None` (no curriculum).
 
     Called before `preset_defaults(args)`: the first stage fills the options
-    left unset with its own preset's defaults.
+    left unset with its own preset's defaults. Sets `args.curriculum_epochs`
+    of a curriculum preset to the epochs in effect (0: none, from scratch or
+    from `--initial-weights`), as the run's results record it.
 
     Raises:
         ValueError: `--curriculum-epochs` for a preset without a curriculum,
@@ -497,24 +499,22 @@ def _curriculum_first_stage(args):
             raise ValueError(f"--curriculum-epochs is for {sorted(CURRICULUM)} only. "
                              f"Received: --curriculum-epochs {given} --preset {args.preset}")
         return None
-    if args.initial_weights:
-        if given:
-            raise ValueError("--initial-weights takes the place of the curriculum's first "
-                             "stage: give one of the two. Received: --curriculum-epochs "
-                             f"{given} --initial-weights {args.initial_weights}")
-        return None
-    epochs = PRESET_DEFAULTS[args.preset]["curriculum_epochs"] if given is None else given
-    if epochs == 0:
+    if args.initial_weights and given:
+        raise ValueError("--initial-weights takes the place of the curriculum's first "
+                         "stage: give one of the two. Received: --curriculum-epochs "
+                         f"{given} --initial-weights {args.initial_weights}")
+    default = 0 if args.initial_weights else PRESET_DEFAULTS[args.preset]["curriculum_epochs"]
+    args.curriculum_epochs = default if given is None else given
+    if args.curriculum_epochs == 0:
         return None
     first = argparse.Namespace(**vars(args))
-    first.preset, first.epochs, first.curriculum_epochs = CURRICULUM[args.preset], epochs, 0
+    first.preset, first.epochs = CURRICULUM[args.preset], args.curriculum_epochs
+    first.curriculum_epochs = 0
     return preset_defaults(first)
 
 
 def train(args):
     first = _curriculum_first_stage(args)
-    if first is None and args.preset in CURRICULUM:
-        args.curriculum_epochs = 0  # recorded as run: from scratch or --initial-weights
     preset_defaults(args)
     if first is None:
         return run(args, args.epochs)

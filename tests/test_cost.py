@@ -76,6 +76,15 @@ def test_recurrent_attention_model_hand_count():
                    + 12 * 2 + 12)                         # location mean, baseline
     assert multiply_adds(model) == 3 * per_glimpse + 12 * 10
 
+    # the convolutional glimpse encoder: retina 4x4x2 (scales as channels),
+    # conv 3x3 -> 32 at 4x4, pool to 2x2, conv 3x3 -> 64 at 2x2, pool to 1x1
+    conv = RecurrentAttentionModel(input_shape=(28, 28, 1), num_glimpses=3, patch_size=4,
+                                   num_scales=2, glimpse_hidden=8, glimpse_units=16,
+                                   core="lstm", core_units=12, glimpse_encoder="conv")
+    encoder = 4 * 4 * 32 * 9 * 2 + 2 * 2 * 64 * 9 * 32
+    per_glimpse_conv = per_glimpse - retina * 8 + encoder + 64 * 8
+    assert multiply_adds(conv) == 3 * per_glimpse_conv + 12 * 10
+
 
 def test_uncovered_layer_with_kernel_raises_with_its_name():
     class Odd(keras.layers.Layer):

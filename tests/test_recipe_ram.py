@@ -90,6 +90,17 @@ def test_translated_default_core_reaches_the_model():
     assert model.get_config()["core"] == "lstm"
 
 
+def test_glimpse_encoder_option_reaches_the_model():
+    from keras_attention_vision.applications import RecurrentAttentionModel
+
+    args = _args("--preset", "cluttered60", "--glimpse-encoder", "conv",
+                 "--glimpse-hidden", "8", "--glimpse-units", "8", "--core-units", "8")
+    model = RecurrentAttentionModel.from_preset("cluttered60", **ram._overrides(args))
+    assert model.get_config()["glimpse_encoder"] == "conv"
+    assert [layer.name for layer in model.glimpse_conv] == ["glimpse_conv1",
+                                                            "glimpse_conv2"]
+
+
 def test_location_range_defaults_per_preset_and_reaches_the_model():
     for preset in ram.PRESET_DEFAULTS:  # every preset: the paper's policy, 1.0
         args = _args("--preset", preset)

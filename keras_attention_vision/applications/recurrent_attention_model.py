@@ -78,6 +78,11 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         glimpse_hidden: width of the two hidden layers of the glimpse network
             (128 in the paper).
         glimpse_units: width of `g_t` (256).
+        glimpse_encoder: `"dense"` (the paper's `Lin(rho)` on the raw retina)
+            or `"conv"`: a small convolutional stack on the retina's scales
+            stacked as channels before that `Lin` (see
+            `applications.glimpse_network`; not the paper's). A ValueError
+            quotes any other value.
         core: `"rnn"` (ReLU RNN, the paper's MNIST core) or `"lstm"`.
         core_units: width of `h_t` (256).
         std: the fixed standard deviation of the location policy.
@@ -130,7 +135,8 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
     @preset_arguments("RecurrentAttentionModel")
     def __init__(self, input_shape=(28, 28, 1), classes=10, num_glimpses=6, patch_size=8,
                  num_scales=1, scale_factor=2, glimpse_hidden=128, glimpse_units=256,
-                 core="rnn", core_units=256, std=0.1, mean_activation="tanh",
+                 glimpse_encoder="dense", core="rnn", core_units=256, std=0.1,
+                 mean_activation="tanh",
                  location_range=1.0, baseline="learned", policy_to_core=False,
                  reinforce_weight=1.0, normalize_advantage=False,
                  classifier_activation="softmax", data_format=None,
@@ -166,7 +172,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             "classifier_activation", classifier_activation, ("softmax", None))
         self.seed = seed
         self._make_glimpse_network(patch_size, num_scales, scale_factor, data_format,
-                                   glimpse_hidden, glimpse_units)
+                                   glimpse_hidden, glimpse_units, glimpse_encoder)
         self.policy = GaussianLocationPolicy(
             units=2, std=std, mean_activation=mean_activation,
             stop_gradient_inputs=not self.policy_to_core, seed=seed, name="location")
@@ -227,6 +233,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             "scale_factor": self.sensor.scale_factor,
             "glimpse_hidden": self.glimpse_hidden,
             "glimpse_units": self.glimpse_units,
+            "glimpse_encoder": self.glimpse_encoder,
             "core": self.core,
             "core_units": self.core_units,
             "std": self.policy.std,
@@ -266,16 +273,16 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         `k * p * p * C -> hidden`, location `2 -> hidden`, both `hidden ->
         units`), the core (`RNN`: `units * (g + units)`; `LSTM`: 4 times
         that), the location mean (`units * 2`) and the learned baseline
-        (`units`); once: the classifier (`units * classes`). The retina's
-        block averages are additions, not counted (see
-        `keras_attention_vision.cost`).
+        (`units`); once: the classifier (`units * classes`). With
+        `glimpse_encoder="conv"` the retina's input is the encoder's output and
+        its convolutions count `H' * W' * filters * 3 * 3 * channels_in` each
+        (the max-pools are comparisons, not counted). The retina's block
+        averages are additions, not counted (see `keras_attention_vision.cost`).
         """
-        glimpse = self.sensor.compute_output_shape([(1,) + self.image_shape, (1, 2)])
-        retina = 1
-        for d in glimpse[1:]:
-            retina *= d
+        retina = self._retina_features()
         hidden, units, core = self.glimpse_hidden, self.glimpse_units, self.core_units
-        step = (retina * hidden + 2 * hidden + 2 * hidden * units
+        step = (self._encoder_multiply_adds() + retina * hidden + 2 * hidden
+                + 2 * hidden * units
                 + (4 if self.core == "lstm" else 1) * core * (units + core)
                 + 2 * core + (core if self.baseline == "learned" else 0))
         return self.num_glimpses * step + core * self.classes

@@ -88,6 +88,10 @@ def add_arguments(parser):
     parser.add_argument("--glimpse-units", type=int, default=None,
                         help="width of g_t (default: 256 for mnist, 512 for the canvas "
                         "presets)")
+    parser.add_argument("--glimpse-encoder", choices=["dense", "conv"], default=None,
+                        help="'dense': the paper's Lin(rho) on the raw retina; 'conv': "
+                        "a small convolutional stack on the retina before it (not the "
+                        "paper's; default: the preset's, dense)")
     parser.add_argument("--policy-to-core", action="store_true",
                         help="let the REINFORCE gradient train the core and glimpse "
                         "networks too (default: the location network only)")
@@ -302,7 +306,8 @@ def _overrides(args):
                  "normalize_advantage": getattr(args, "normalize_advantage", False)}
     if args.glimpses:
         overrides["num_glimpses"] = args.glimpses
-    for name in ("core", "core_units", "glimpse_hidden", "glimpse_units"):
+    for name in ("core", "core_units", "glimpse_hidden", "glimpse_units",
+                 "glimpse_encoder"):
         if getattr(args, name, None):
             overrides[name] = getattr(args, name)
     return overrides

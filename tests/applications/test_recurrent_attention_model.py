@@ -49,6 +49,41 @@ def _np_hybrid_loss(o, labels, std=None):
     return np.mean(ce) + np.mean(mse) + np.mean(surrogate)
 
 
+def _np_conv3x3_relu(x, kernel, bias):
+    """A 3x3 convolution, "same" zero padding, stride 1, then ReLU, by loops."""
+    b, h, w, _ = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = np.zeros((b, h, w, kernel.shape[-1]))
+    for i in range(h):
+        for j in range(w):
+            window = padded[:, i:i + 3, j:j + 3, :]  # (B, 3, 3, C_in)
+            out[:, i, j] = np.einsum("bklc,klcf->bf", window, kernel) + bias
+    return np.maximum(out, 0)
+
+
+def _np_max_pool_same(x):
+    """2x2 max-pool, stride 2; a window past an odd side's end keeps its pixels."""
+    b, h, w, c = x.shape
+    out = np.zeros((b, -(-h // 2), -(-w // 2), c))
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            out[:, i, j] = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(1, 2))
+    return out
+
+
+def _np_conv_what(glimpse, weights):
+    """`Lin(h_g)` of `glimpse_encoder="conv"` from a channels_last retina output
+    `(B, k, g, g, C)`: the scales as channels `(scale, channel)`, conv-pool
+    twice, then the two dense layers of the "what" pathway."""
+    b, k, g, _, c = glimpse.shape
+    x = glimpse.transpose(0, 2, 3, 1, 4).reshape(b, g, g, k * c)
+    for kernel, bias in weights["conv"]:
+        x = _np_max_pool_same(_np_conv3x3_relu(x, kernel, bias))
+    (w1, b1), (w2, b2) = weights["dense"]
+    hidden = np.maximum(x.reshape(b, -1) @ w1 + b1, 0)
+    return hidden @ w2 + b2
+
+
 def _np_log_softmax(logits):
     z = logits - logits.max(-1, keepdims=True)
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
@@ -222,6 +257,47 @@ class RecurrentAttentionModelTest(testing.TestCase):
         first.set_weights(last.get_weights())
         self.assertAllClose(first(np.moveaxis(images, -1, 1)), last(images), atol=1e-5)
 
+    def test_conv_glimpse_encoder_matches_numpy(self):
+        # odd patch (5 -> 3 -> 2) and two image channels: the padding of the
+        # pools and the (scale, channel) order of the stacked retina
+        for patch_size in (4, 5):
+            config = {**TINY, "input_shape": (12, 12, 2), "patch_size": patch_size,
+                      "glimpse_encoder": "conv"}
+            model = RecurrentAttentionModel(**config, seed=7)
+            model.build()
+            testing.perturb_weights(model)
+            rng = np.random.default_rng(patch_size)
+            glimpse = rng.uniform(0, 1, (3, 2, patch_size, patch_size, 2))
+            glimpse = glimpse.astype("float32")
+            weights = {
+                "conv": [(np.asarray(layer.kernel), np.asarray(layer.bias))
+                         for layer in model.glimpse_conv],
+                "dense": [(np.asarray(layer.kernel), np.asarray(layer.bias))
+                          for layer in (model.glimpse_what, model.glimpse_what_out)],
+            }
+            self.assertAllClose(model._what(glimpse), _np_conv_what(glimpse, weights),
+                                atol=1e-4, rtol=1e-4)
+
+    def test_conv_glimpse_encoder_channels_first_and_save(self):
+        config = {**TINY, "input_shape": (12, 12, 2), "glimpse_encoder": "conv"}
+        rng = np.random.default_rng(8)
+        images = rng.uniform(0, 1, (3, 12, 12, 2)).astype("float32")
+        last = RecurrentAttentionModel(**config, data_format="channels_last", seed=8)
+        first = RecurrentAttentionModel(**{**config, "input_shape": (2, 12, 12)},
+                                        data_format="channels_first", seed=8)
+        last(images)
+        first(np.moveaxis(images, -1, 1))
+        testing.perturb_weights(last)
+        first.set_weights(last.get_weights())
+        expected = testing.to_numpy(last(images))
+        self.assertAllClose(first(np.moveaxis(images, -1, 1)), expected, atol=1e-5)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "ram.keras")
+            first.save(path)
+            loaded = keras.saving.load_model(path, safe_mode=True)
+        self.assertEqual(loaded.get_config()["glimpse_encoder"], "conv")
+        self.assertAllClose(loaded(np.moveaxis(images, -1, 1)), expected, atol=1e-5)
+
     def test_presets_follow_the_global_data_format(self):
         previous = keras.config.image_data_format()
         try:
@@ -330,6 +406,7 @@ class RecurrentAttentionModelTest(testing.TestCase):
     ({"location_range": "0.6"}, "location_range='0.6'"),
     ({"location_range": True}, "location_range=True"),
     ({"normalize_advantage": "yes"}, "normalize_advantage='yes'"),
+    ({"glimpse_encoder": "mlp"}, "glimpse_encoder='mlp'"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

@@ -42,7 +42,8 @@ def build(which):
         from keras_attention_vision.recipes.ram import PRESET_DEFAULTS
 
         widths = {k: v for k, v in PRESET_DEFAULTS["cluttered100"].items()
-                  if k in ("glimpse_hidden", "glimpse_units", "core_units")}
+                  if k in ("glimpse_hidden", "glimpse_units", "core_units",
+                           "glimpse_encoder")}
         model = RecurrentAttentionModel.from_preset("cluttered100", seed=0, **widths)
         model.build()
         return model

@@ -186,6 +186,23 @@ def test_cluttered100_trains_its_curriculum_by_default(staged, tmp_path):
     assert saved["figures"]["curriculum_preset"] == "cluttered60"
 
 
+def test_the_first_stage_builds_the_curriculum_presets_model(staged, monkeypatch):
+    # a model option the curriculum preset sets and its first stage's preset
+    # does not (or sets otherwise) follows the curriculum preset, so stage 1's
+    # weights fit stage 2's model; training options stay the first stage's
+    monkeypatch.setitem(ram.PRESET_DEFAULTS, "cluttered100", {
+        **ram.PRESET_DEFAULTS["cluttered100"], "glimpse_encoder": "conv",
+        "glimpse_units": 128, "digit_augment": "affine"})
+    staged()
+    first, second = staged.calls
+    assert (first.glimpse_encoder, first.glimpse_units) == ("conv", 128)
+    assert (second.glimpse_encoder, second.glimpse_units) == ("conv", 128)
+    assert (first.digit_augment, second.digit_augment) == ("none", "affine")
+    staged.calls.clear()
+    staged("--glimpse-encoder", "dense")  # given on the command line: both stages
+    assert [c.glimpse_encoder for c in staged.calls] == ["dense", "dense"]
+
+
 @pytest.mark.parametrize("options, initial", [
     (("--curriculum-epochs", "0"), None),             # from scratch, as the paper
     (("--initial-weights", "given.keras"), "given.keras")])

@@ -46,6 +46,11 @@ PRESET_DEFAULTS = {
 }
 #: The preset whose model starts each curriculum preset's run.
 CURRICULUM = {"cluttered100": "cluttered60"}
+#: The options that shape the model (passed to it when set); a curriculum's
+#: first stage takes the curriculum preset's defaults of these, so that its
+#: model can start the second stage.
+ARCHITECTURE_OPTIONS = ("core", "core_units", "glimpse_hidden", "glimpse_units",
+                        "glimpse_encoder")
 
 
 def preset_defaults(args):
@@ -306,8 +311,7 @@ def _overrides(args):
                  "normalize_advantage": getattr(args, "normalize_advantage", False)}
     if args.glimpses:
         overrides["num_glimpses"] = args.glimpses
-    for name in ("core", "core_units", "glimpse_hidden", "glimpse_units",
-                 "glimpse_encoder"):
+    for name in ARCHITECTURE_OPTIONS:
         if getattr(args, name, None):
             overrides[name] = getattr(args, name)
     return overrides
@@ -487,8 +491,9 @@ def run(args, epochs, verbose=True):
 def _curriculum_first_stage(args):
     """The options of a curriculum's first stage, or `None` (no curriculum).
 
-    Called before `preset_defaults(args)`: the first stage fills the options
-    left unset with its own preset's defaults. Sets `args.curriculum_epochs`
+    Called before `preset_defaults(args)`: the first stage fills the model's
+    options left unset (`ARCHITECTURE_OPTIONS`) with the curriculum preset's
+    defaults, the others with its own preset's. Sets `args.curriculum_epochs`
     of a curriculum preset to the epochs in effect (0: none, from scratch or
     from `--initial-weights`), as the run's results record it.
 
@@ -515,6 +520,9 @@ def _curriculum_first_stage(args):
     first = argparse.Namespace(**vars(args))
     first.preset, first.epochs = CURRICULUM[args.preset], args.curriculum_epochs
     first.curriculum_epochs = 0
+    for name in ARCHITECTURE_OPTIONS:
+        if getattr(first, name, None) is None and name in PRESET_DEFAULTS[args.preset]:
+            setattr(first, name, PRESET_DEFAULTS[args.preset][name])
     return preset_defaults(first)
 
 

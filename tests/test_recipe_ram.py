@@ -90,6 +90,8 @@ def test_translated_default_core_reaches_the_model():
     assert model.get_config()["core"] == "lstm"
 
 
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="REINFORCE models need TensorFlow or JAX (TFP)")
 def test_glimpse_encoder_option_reaches_the_model():
     from keras_attention_vision.applications import RecurrentAttentionModel
 

@@ -175,15 +175,17 @@ def test_cluttered100_trains_its_curriculum_by_default(staged, tmp_path):
     figures = staged("--seed", "3", "--glimpse-hidden", "64")
     first, second = staged.calls
     # stage 1: cluttered60 for the curriculum's epochs, this run's options and seed
-    assert (first.preset, first.epochs, first.initial_weights) == ("cluttered60", 200, None)
+    assert (first.preset, first.epochs, first.initial_weights) == ("cluttered60", 105, None)
     assert (first.seed, first.glimpse_hidden, first.glimpse_units) == (3, 64, 512)
     assert first.std_final == 0.05 and first.digit_augment == "none"
     # stage 2: cluttered100 from stage 1's saved model
-    assert (second.preset, second.epochs) == ("cluttered100", 300)
+    assert (second.preset, second.epochs) == ("cluttered100", 160)
+    # the curriculum preset's glimpse encoder in both stages (seventh round)
+    assert (first.glimpse_encoder, second.glimpse_encoder) == ("conv", "conv")
     assert second.initial_weights == str(tmp_path / "ram_cluttered60.keras")
     assert (second.seed, second.glimpse_hidden) == (3, 64)
     assert (figures["curriculum_epochs"], figures["curriculum_train_seconds"],
-            figures["curriculum_test_error_m1"]) == (200, 10.0, 49.0)
+            figures["curriculum_test_error_m1"]) == (105, 10.0, 49.0)
     saved = json.loads((tmp_path / "results_cluttered100.json").read_text())
     assert saved["figures"]["curriculum_preset"] == "cluttered60"
 

@@ -10,7 +10,7 @@ Uses the public API only: the `ram` recipe of `kav` (which itself uses
 
 Every row uses the recipe's defaults for its preset (`ram.PRESET_DEFAULTS`,
 the README's settings). The cluttered100 row is the recipe's curriculum, in
-`OUTPUT/ram/cluttered100/`: a 200-epoch cluttered60 run (`ram_cluttered60.*`
+`OUTPUT/ram/cluttered100/`: a 105-epoch cluttered60 run (`ram_cluttered60.*`
 there) whose model starts the cluttered100 run; its time is the two stages'.
 """
 

@@ -337,17 +337,25 @@ def initialize_from(model, path):
 
     source = _load_model(path, "RecurrentAttentionModel")
     model.build()
+    theirs_config, mine_config = source.get_config(), model.get_config()
+    for name in ARCHITECTURE_OPTIONS:
+        if theirs_config.get(name) != mine_config.get(name):
+            raise ValueError(
+                f"--initial-weights {path!r} holds a RAM of another architecture: its "
+                f"{name} is {theirs_config.get(name)!r}, this run's {mine_config.get(name)!r} "
+                f"(--{name.replace('_', '-')})")
     mine, theirs = model.weights, source.weights
     for i in range(max(len(mine), len(theirs))):
         want = tuple(mine[i].shape) if i < len(mine) else None
         got = tuple(theirs[i].shape) if i < len(theirs) else None
         if want != got:
-            where = mine[i].path if i < len(mine) else theirs[i].path
+            file_name = theirs[i].path if i < len(theirs) else None
+            mine_name = mine[i].path if i < len(mine) else None
             raise ValueError(
                 f"--initial-weights {path!r} holds a RAM of another architecture: weight "
-                f"{i} ({where}) has shape {got}, this model's {want} ({len(theirs)} "
-                f"weights against {len(mine)}); use the same core, widths, patch size "
-                "and scales")
+                f"{i} is {file_name} {got} in the file, {mine_name} {want} in this model "
+                f"({len(theirs)} weights against {len(mine)}); use the same core, widths, "
+                "glimpse encoder, patch size and scales")
     model.set_weights(source.get_weights())
     return model
 

@@ -377,10 +377,21 @@ class RecurrentAttentionModelTest(testing.TestCase):
             initialize_from(target, path)
             for got, want in zip(target.get_weights(), source.get_weights()):
                 self.assertAllClose(got, want, atol=0)
-            # another architecture is refused, naming the weight and both shapes
+            # another architecture is refused: a model option by name, both values
             other = RecurrentAttentionModel(**{**TINY, "core_units": 8}, seed=3)
-            with self.assertRaisesRegex(ValueError, "another architecture: weight"):
+            with self.assertRaisesRegex(ValueError, "its core_units is 16, this run's 8"):
                 initialize_from(other, path)
+            conv = RecurrentAttentionModel(**TINY, glimpse_encoder="conv", seed=3)
+            with self.assertRaisesRegex(ValueError, "glimpse_encoder is 'dense', this "
+                                        "run's 'conv'"):
+                initialize_from(conv, path)
+            # otherwise the first weight whose shape differs, the file's and this
+            # model's, each with its name
+            patch = RecurrentAttentionModel(**{**TINY, "patch_size": 3}, seed=3)
+            with self.assertRaisesRegex(ValueError, r"weight 0 is \S*glimpse_what/kernel "
+                                        r"\(32, 8\) in the file, \S*glimpse_what/kernel "
+                                        r"\(18, 8\) in this model"):
+                initialize_from(patch, path)
             with self.assertRaisesRegex(ValueError, "No such model file"):
                 initialize_from(target, path + ".missing")
 

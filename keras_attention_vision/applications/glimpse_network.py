@@ -89,10 +89,8 @@ class GlimpseNetworkMixin:
         """Builds the layers for images of `self.image_shape` and locations `(B, 2)`."""
         batch_image = (None,) + tuple(self.image_shape)
         self.sensor.build([batch_image, (None, 2)])
-        shape = self._stacked_scales_shape()
-        for layer in self.glimpse_conv:
+        for layer, shape, _ in self._encoder_shapes():
             layer.build(shape)
-            shape = _pooled_shape(layer.compute_output_shape(shape))
         self.glimpse_what.build((None, self._retina_features()))
         self.glimpse_where.build((None, 2))
         hidden = self.glimpse_what.units
@@ -104,6 +102,15 @@ class GlimpseNetworkMixin:
         s = self.sensor
         channels = self.image_shape[-1 if self.data_format == "channels_last" else 0]
         return (None, s.patch_size, s.patch_size, s.num_scales * channels)
+
+    def _encoder_shapes(self):
+        """`[(conv layer, its input shape, its output shape before the pool)]`."""
+        shapes, shape = [], self._stacked_scales_shape()
+        for layer in self.glimpse_conv:
+            out = layer.compute_output_shape(shape)
+            shapes.append((layer, shape, out))
+            shape = _pooled_shape(out)
+        return shapes
 
     def _encode(self, glimpse):
         """The convolutional encoder on a sensor output -> `(B, g/4, g/4, 64)`.
@@ -132,20 +139,14 @@ class GlimpseNetworkMixin:
         """Multiply-adds of the convolutional encoder for one glimpse (0 for dense)."""
         from keras_attention_vision.cost import layer_multiply_adds
 
-        total, shape = 0, self._stacked_scales_shape()
-        for layer in self.glimpse_conv:
-            out = layer.compute_output_shape(shape)
-            total += layer_multiply_adds(layer, shape, out)
-            shape = _pooled_shape(out)
-        return total
+        return sum(layer_multiply_adds(layer, shape, out)
+                   for layer, shape, out in self._encoder_shapes())
 
     def _retina_features(self):
         """The width of the "what" pathway's input (the flat retina or encoder output)."""
         if self.glimpse_conv:
-            shape = self._stacked_scales_shape()
-            for layer in self.glimpse_conv:
-                shape = _pooled_shape(layer.compute_output_shape(shape))
-            return int(np.prod(shape[1:]))
+            _, _, out = self._encoder_shapes()[-1]
+            return int(np.prod(_pooled_shape(out)[1:]))
         glimpse = self.sensor.compute_output_shape([(1,) + tuple(self.image_shape), (1, 2)])
         return int(np.prod(glimpse[1:]))
 

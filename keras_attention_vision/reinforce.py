@@ -22,6 +22,7 @@ from keras_attention_vision.distributions import check_backend, get_distribution
 from keras_attention_vision.layers.validation import (
     check_bool,
     check_choice,
+    check_non_negative_int,
     check_positive_int,
 )
 from keras_attention_vision.losses import weighted_mean
@@ -201,7 +202,8 @@ def baseline_loss(rewards, baselines, sample_weight=None):
 class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
     """A Gaussian policy over locations with a fixed standard deviation.
 
-    `mu = tanh(W h + b)` (or `clip(W h + b, -1, 1)`); in training the action is
+    `mu = tanh(W h + b)` (or `clip(W h + b, -1, 1)`; with `hidden_units`, `h`
+    is first `ReLU(W' h + b')`); in training the action is
     `l = sg(mu + std * eps)`, `eps ~ N(0, I)`, otherwise `l = mu`. REINFORCE
     trains the mean through `log_prob(mean, l)`.
 
@@ -209,6 +211,8 @@ class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
         units: dimension of the action (2 for `(y, x)` locations).
         std: the fixed standard deviation (in `[-1, 1]` location units).
         mean_activation: `"tanh"` or `"clip"` (to `[-1, 1]`).
+        hidden_units: width of a ReLU hidden layer before the mean; `0` (the
+            default): the mean is linear in the state, as in Mnih et al.
         stop_gradient_inputs: stop the gradient from the policy into the state
             `h` (then only the location network learns from REINFORCE).
         seed: seed of the sampling noise.
@@ -235,7 +239,7 @@ class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
     """
 
     def __init__(self, units=2, std=0.1, mean_activation="tanh",
-                 stop_gradient_inputs=False, seed=None, **kwargs):
+                 stop_gradient_inputs=False, seed=None, hidden_units=0, **kwargs):
         super().__init__(**kwargs)
         self.units = check_positive_int("units", units)
         self.std = _check_std(std)
@@ -243,6 +247,7 @@ class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
                                             MEAN_ACTIVATIONS)
         self.stop_gradient_inputs = check_bool("stop_gradient_inputs",
                                                stop_gradient_inputs)
+        self.hidden_units = check_non_negative_int("hidden_units", hidden_units)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -254,10 +259,16 @@ class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
             "mean_activation": self.mean_activation,
             "stop_gradient_inputs": self.stop_gradient_inputs,
             "seed": self.seed,
+            "hidden_units": self.hidden_units,
         })
         return config
 
     def build(self, input_shape):
+        if self.hidden_units:
+            self.hidden = keras.layers.Dense(self.hidden_units, activation="relu",
+                                             dtype=self.dtype_policy, name="hidden")
+            self.hidden.build(input_shape)
+            input_shape = tuple(input_shape[:-1]) + (self.hidden_units,)
         self.dense = keras.layers.Dense(self.units, dtype=self.dtype_policy, name="mean")
         self.dense.build(input_shape)
         self.built = True
@@ -265,6 +276,8 @@ class GaussianLocationPolicy(SeedStateMixin, keras.layers.Layer):
     def call(self, inputs, training=None, sample=None):
         if self.stop_gradient_inputs:
             inputs = ops.stop_gradient(inputs)
+        if self.hidden_units:
+            inputs = self.hidden(inputs)
         mean = ops.cast(self.dense(inputs), "float32")
         if self.mean_activation == "tanh":
             mean = ops.tanh(mean)

@@ -85,6 +85,13 @@ def test_recurrent_attention_model_hand_count():
     per_glimpse_conv = per_glimpse - retina * 8 + encoder + 64 * 8
     assert multiply_adds(conv) == 3 * per_glimpse_conv + 12 * 10
 
+    # a hidden layer of 7 units in the location network: 12 * 7 + 7 * 2
+    located = RecurrentAttentionModel(input_shape=(28, 28, 1), num_glimpses=3, patch_size=4,
+                                      num_scales=2, glimpse_hidden=8, glimpse_units=16,
+                                      core="lstm", core_units=12, location_hidden=7)
+    per_glimpse_located = per_glimpse - 12 * 2 + 12 * 7 + 7 * 2
+    assert multiply_adds(located) == 3 * per_glimpse_located + 12 * 10
+
 
 def test_uncovered_layer_with_kernel_raises_with_its_name():
     class Odd(keras.layers.Layer):

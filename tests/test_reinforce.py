@@ -104,6 +104,20 @@ class ReinforceTest(testing.TestCase):
         mean, _ = policy(np.array([[1.0, -0.1]], "float32"))
         self.assertAllClose(mean, [[1.0, -0.5]])
 
+    def test_hidden_layer_mean_matches_numpy(self):
+        # mu = tanh(ReLU(h W1 + b1) W2 + b2); the option survives get_config.
+        policy = reinforce.GaussianLocationPolicy(std=0.1, hidden_units=5, seed=2)
+        policy.build((None, 3))
+        testing.perturb_weights(policy)
+        w1, b1, w2, b2 = policy.get_weights()
+        h = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+        mean, location = testing.to_numpy(policy(h))
+        self.assertAllClose(mean, np.tanh(np.maximum(h @ w1 + b1, 0) @ w2 + b2),
+                            atol=1e-6)
+        self.assertAllClose(location, mean)
+        again = reinforce.GaussianLocationPolicy.from_config(policy.get_config())
+        self.assertEqual(again.hidden_units, 5)
+
     def test_moving_average_baseline(self):
         layer = reinforce.MovingAverageBaseline(momentum=0.8)
         value = 0.0
@@ -205,6 +219,8 @@ class ReinforceTest(testing.TestCase):
     ({"std": -1}, "std=-1"),
     ({"mean_activation": "relu"}, "mean_activation='relu'"),
     ({"units": 0}, "units=0"),
+    ({"hidden_units": -1}, "hidden_units=-1"),
+    ({"hidden_units": 2.5}, "hidden_units=2.5"),
 ])
 def test_policy_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

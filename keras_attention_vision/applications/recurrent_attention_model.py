@@ -9,6 +9,7 @@ from keras_attention_vision.distribution import DistributedPredictMixin
 from keras_attention_vision.layers.validation import (
     check_bool,
     check_choice,
+    check_non_negative_int,
     check_number,
     check_positive_int,
     standardize_data_format,
@@ -94,7 +95,21 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             whose mean can reach the whole canvas (Sec. 3.1 / 4); a smaller
             value keeps the mean paths where the objects can be (on the 60x60
             canvases no digit centre lies beyond `|l| = 0.53`).
-        baseline: `"learned"` (`Lin(h)`, trained by MSE) or `"moving_average"`.
+        location_hidden: width of a ReLU hidden layer of the location network
+            (`mu_t = tanh(Lin(ReLU(Lin(h_{t-1}))))`); `0` (the default) is the
+            paper's linear `Lin(h_{t-1})`.
+        baseline: `"learned"` (`Lin(h)`, trained by MSE), `"moving_average"`,
+            or `"leave_one_out"`: the mean reward of the image's other
+            rollouts, `b_i = (sum_j R_j - R_i) / (M - 1)` over the
+            `rollouts_per_image` (`M`, at least 2) rollouts of one image, the
+            same for every glimpse (the REINFORCE leave-one-out baseline of
+            Kool et al., 2019; not the paper's). It compares paths on the same
+            image, so the advantage no longer carries how hard the image is;
+            it has no weights.
+        rollouts_per_image: `M`, the number of sampled rollouts of each
+            training image (independent location draws), each a term of the
+            hybrid loss weighted `1 / M` (so a batch of `B` images costs `B *
+            M` rollouts). `1` (the default) is the paper's training.
         policy_to_core: let the REINFORCE gradient flow into the core and the
             glimpse network (`False`: it trains the location network only).
         reinforce_weight: weight of the REINFORCE term of the hybrid loss.
@@ -137,8 +152,8 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
                  num_scales=1, scale_factor=2, glimpse_hidden=128, glimpse_units=256,
                  glimpse_encoder="dense", core="rnn", core_units=256, std=0.1,
                  mean_activation="tanh",
-                 location_range=1.0, baseline="learned", policy_to_core=False,
-                 reinforce_weight=1.0, normalize_advantage=False,
+                 location_range=1.0, location_hidden=0, baseline="learned", policy_to_core=False,
+                 reinforce_weight=1.0, normalize_advantage=False, rollouts_per_image=1,
                  classifier_activation="softmax", data_format=None,
                  seed=None, name="recurrent_attention_model", weights=None, **kwargs):
         require_reinforce_backend()
@@ -156,7 +171,15 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         self.glimpse_units = check_positive_int("glimpse_units", glimpse_units)
         self.core = check_choice("core", core, ("rnn", "lstm"))
         self.core_units = check_positive_int("core_units", core_units)
-        self.baseline = check_choice("baseline", baseline, ("learned", "moving_average"))
+        self.baseline = check_choice("baseline", baseline,
+                                     ("learned", "moving_average", "leave_one_out"))
+        self.rollouts_per_image = check_positive_int("rollouts_per_image",
+                                                     rollouts_per_image)
+        if self.baseline == "leave_one_out" and self.rollouts_per_image < 2:
+            raise ValueError(
+                "`baseline='leave_one_out'` compares the rollouts of one image: it needs "
+                "`rollouts_per_image` of at least 2. Received: "
+                f"rollouts_per_image={rollouts_per_image!r}")
         if (isinstance(location_range, bool)
                 or not isinstance(location_range, (int, float))
                 or not 0.0 < float(location_range) <= 1.0):
@@ -175,7 +198,9 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
                                    glimpse_hidden, glimpse_units, glimpse_encoder)
         self.policy = GaussianLocationPolicy(
             units=2, std=std, mean_activation=mean_activation,
-            stop_gradient_inputs=not self.policy_to_core, seed=seed, name="location")
+            stop_gradient_inputs=not self.policy_to_core, seed=seed,
+            hidden_units=check_non_negative_int("location_hidden", location_hidden),
+            name="location")
         dense = keras.layers.Dense
         if self.core == "rnn":
             self.core_input = dense(core_units, name="core_input")
@@ -184,7 +209,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             self.core_cell = keras.layers.LSTMCell(core_units, name="core_lstm")
         if self.baseline == "learned":
             self.baseline_net = LearnedBaseline(name="baseline")
-        else:
+        elif self.baseline == "moving_average":
             self.baseline_net = MovingAverageBaseline(name="baseline")
         self.classifier = dense(classes, name="classifier")
         self.reward_tracker = keras.metrics.Mean(name="reward")
@@ -239,10 +264,12 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             "std": self.policy.std,
             "mean_activation": self.policy.mean_activation,
             "location_range": self.location_range,
+            "location_hidden": self.policy.hidden_units,
             "baseline": self.baseline,
             "policy_to_core": self.policy_to_core,
             "reinforce_weight": self.reinforce_weight,
             "normalize_advantage": self.normalize_advantage,
+            "rollouts_per_image": self.rollouts_per_image,
             "classifier_activation": self.classifier_activation,
             "data_format": self.data_format,
             "seed": self.seed,
@@ -261,7 +288,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             self.core_cell.build((None, self.glimpse_units))
         if self.baseline == "learned":
             self.baseline_net.build((None, self.core_units))
-        else:
+        elif self.baseline == "moving_average":
             self.baseline_net.build()
         self.classifier.build((None, self.core_units))
         self.built = True
@@ -272,7 +299,8 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         Per glimpse: the glimpse network's four dense layers (retina
         `k * p * p * C -> hidden`, location `2 -> hidden`, both `hidden ->
         units`), the core (`RNN`: `units * (g + units)`; `LSTM`: 4 times
-        that), the location mean (`units * 2`) and the learned baseline
+        that), the location mean (`units * 2`, or `units * hidden + hidden * 2`
+        with `location_hidden`) and the learned baseline
         (`units`); once: the classifier (`units * classes`). With
         `glimpse_encoder="conv"` the retina's input is the encoder's output and
         its convolutions count `H' * W' * filters * 3 * 3 * channels_in` each
@@ -284,8 +312,13 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         step = (self._encoder_multiply_adds() + retina * hidden + 2 * hidden
                 + 2 * hidden * units
                 + (4 if self.core == "lstm" else 1) * core * (units + core)
-                + 2 * core + (core if self.baseline == "learned" else 0))
+                + self._location_multiply_adds()
+                + (core if self.baseline == "learned" else 0))
         return self.num_glimpses * step + core * self.classes
+
+    def _location_multiply_adds(self):
+        hidden = self.policy.hidden_units
+        return (self.core_units * hidden + hidden * 2) if hidden else 2 * self.core_units
 
     # The rollout ----------------------------------------------------------------
 
@@ -353,8 +386,8 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         return logits
 
     def call(self, inputs, training=None, return_locations=False):
-        if training:
-            return self.rollout(inputs, sample=True)
+        if training:  # each image M times, rollout i * M + j its j-th
+            return self.rollout(self._repeat(inputs), sample=True)
         out = self.rollout(inputs, sample=False)
         probabilities = self._head(out["logits"])
         if return_locations:
@@ -370,6 +403,20 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
 
     # The hybrid loss -------------------------------------------------------------
 
+    def _repeat(self, tensor):
+        """`tensor` with each batch row repeated `rollouts_per_image` times
+        (`None` stays `None`): the images, labels and weights of the rollouts."""
+        if tensor is None or self.rollouts_per_image == 1:
+            return tensor
+        return ops.repeat(tensor, self.rollouts_per_image, axis=0)
+
+    def _leave_one_out(self, rewards):
+        """`(B * M,)` rewards to each rollout's mean of its image's other `M - 1`."""
+        m = self.rollouts_per_image
+        per_image = ops.reshape(rewards, (-1, m))
+        others = ops.sum(per_image, axis=1, keepdims=True) - per_image
+        return ops.reshape(others / float(m - 1), (-1,))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         labels = ops.cast(ops.reshape(y, (-1,)), "int32")
         if sample_weight is not None:
@@ -382,6 +429,7 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             return weighted_mean(keras.losses.sparse_categorical_crossentropy(
                 labels, y_pred, from_logits=self.classifier_activation is None),
                 sample_weight)
+        labels, sample_weight = self._repeat(labels), self._repeat(sample_weight)
         logits = y_pred["logits"]
         cross_entropy = weighted_mean(keras.losses.sparse_categorical_crossentropy(
             labels, logits, from_logits=True), sample_weight)
@@ -392,6 +440,8 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         if self.baseline == "learned":
             baselines = y_pred["baselines"]
             value_loss = baseline_loss(correct, baselines, sample_weight)
+        elif self.baseline == "leave_one_out":
+            baselines, value_loss = self._leave_one_out(correct), 0.0
         else:
             baselines = self.baseline_net(correct, training=training,
                                           sample_weight=sample_weight)
@@ -401,8 +451,9 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
         return cross_entropy + value_loss + self.reinforce_weight * policy_loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        if isinstance(y_pred, dict):
+        if isinstance(y_pred, dict):  # training: the sampled rollouts
             y_pred = self._head(y_pred["logits"])
+            y, sample_weight = self._repeat(y), self._repeat(sample_weight)
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     # Inference helpers -----------------------------------------------------------

@@ -47,11 +47,14 @@ PRESET_DEFAULTS = {
 }
 #: The preset whose model starts each curriculum preset's run.
 CURRICULUM = {"cluttered100": "cluttered60"}
-#: The options that shape the model (passed to it when set); a curriculum's
-#: first stage takes the curriculum preset's defaults of these, so that its
-#: model can start the second stage.
+#: The options that shape the model's weights (passed to it when set); a
+#: curriculum's first stage takes the curriculum preset's defaults of these,
+#: so that its model can start the second stage.
 ARCHITECTURE_OPTIONS = ("core", "core_units", "glimpse_hidden", "glimpse_units",
-                        "glimpse_encoder")
+                        "glimpse_encoder", "baseline", "location_hidden")
+#: The model's options of its training only (passed to it when set; a
+#: curriculum's first stage takes these defaults too).
+TRAINING_OPTIONS = ("rollouts_per_image",)
 
 
 def preset_defaults(args):
@@ -98,6 +101,19 @@ def add_arguments(parser):
                         help="'dense': the paper's Lin(rho) on the raw retina; 'conv': "
                         "a small convolutional stack on the retina before it (not the "
                         "paper's; default: conv for cluttered100, dense for the others)")
+    parser.add_argument("--location-hidden", type=int, default=None,
+                        help="width of a ReLU hidden layer of the location network "
+                        "(default: 0, the paper's linear mean Lin(h_t))")
+    parser.add_argument("--baseline", choices=["learned", "moving_average",
+                                               "leave_one_out"], default=None,
+                        help="the REINFORCE baseline: 'learned' (the paper's b_t = "
+                        "Lin(h_t)), 'moving_average', or 'leave_one_out' (the mean "
+                        "reward of the image's other --rollouts-per-image rollouts; "
+                        "not the paper's) (default: learned)")
+    parser.add_argument("--rollouts-per-image", type=int, default=None,
+                        help="sampled rollouts of each training image per step, so a "
+                        "batch costs --batch-size times this many rollouts (default: 1, "
+                        "the paper's)")
     parser.add_argument("--policy-to-core", action="store_true",
                         help="let the REINFORCE gradient train the core and glimpse "
                         "networks too (default: the location network only)")
@@ -312,7 +328,7 @@ def _overrides(args):
                  "normalize_advantage": getattr(args, "normalize_advantage", False)}
     if args.glimpses:
         overrides["num_glimpses"] = args.glimpses
-    for name in ARCHITECTURE_OPTIONS:
+    for name in ARCHITECTURE_OPTIONS + TRAINING_OPTIONS:
         if getattr(args, name, None):
             overrides[name] = getattr(args, name)
     return overrides
@@ -529,7 +545,7 @@ def _curriculum_first_stage(args):
     first = argparse.Namespace(**vars(args))
     first.preset, first.epochs = CURRICULUM[args.preset], args.curriculum_epochs
     first.curriculum_epochs = 0
-    for name in ARCHITECTURE_OPTIONS:
+    for name in ARCHITECTURE_OPTIONS + TRAINING_OPTIONS:
         if getattr(first, name, None) is None and name in PRESET_DEFAULTS[args.preset]:
             setattr(first, name, PRESET_DEFAULTS[args.preset][name])
     return preset_defaults(first)

@@ -395,6 +395,97 @@ class RecurrentAttentionModelTest(testing.TestCase):
             with self.assertRaisesRegex(ValueError, "No such model file"):
                 initialize_from(target, path + ".missing")
 
+    def test_leave_one_out_baseline_matches_numpy(self):
+        # M rollouts per image, b_i = the mean reward of the image's other
+        # M - 1 rollouts, every term weighted 1 / M and by the image's weight.
+        m = 3
+        images, labels = _data(6)
+        model = RecurrentAttentionModel(**TINY, rollouts_per_image=m,
+                                        baseline="leave_one_out", seed=1)
+        model.build()
+        testing.perturb_weights(model)
+        out = model(images, training=True)
+        o = testing.to_numpy(out)
+        self.assertEqual(o["logits"].shape, (6 * m, 3))
+        self.assertNotIn("baselines", o)
+        rows = np.repeat(labels, m)
+        ce = -_np_log_softmax(o["logits"])[np.arange(6 * m), rows]
+        reward = (o["logits"].argmax(-1) == rows).astype("float64")
+        self.assertTrue(0 < reward.mean() < 1)  # some advantages are not 0
+        per_image = reward.reshape(6, m)
+        others = (per_image.sum(1, keepdims=True) - per_image) / (m - 1)
+        log_pi = (-0.5 * ((o["locations"] - o["means"]) / TINY["std"]) ** 2
+                  - np.log(TINY["std"]) - 0.5 * np.log(2 * np.pi)).sum(-1)
+        surrogate = -np.sum((reward - others.reshape(-1))[:, None] * log_pi, 1)
+        weights = np.array([1, 0, 2, 0, 1, 0.5], "float32")
+        for w in (None, weights):
+            w_rows = np.ones(6 * m) if w is None else np.repeat(w, m)
+            expected = np.mean(w_rows * (ce + surrogate))
+            loss = float(model.compute_loss(images, labels, out, sample_weight=w))
+            self.assertAllClose(loss, expected, atol=1e-4, rtol=1e-4)
+
+    def test_rollouts_per_image_repeat_each_image(self):
+        # Rollout i * M + j is the j-th of image i: the same rollouts as a
+        # model of one rollout per image on the images repeated so, with the
+        # same weights and location noise; the metrics count every rollout.
+        images, labels = _data(4)
+        many = RecurrentAttentionModel(**TINY, rollouts_per_image=2, seed=3)
+        one = RecurrentAttentionModel(**TINY, seed=3)
+        many.build()
+        one.build()
+        testing.perturb_weights(many)
+        one.set_weights(many.get_weights())
+        o_many = testing.to_numpy(many(images, training=True))
+        o_one = testing.to_numpy(one(np.repeat(images, 2, axis=0), training=True))
+        for key in ("logits", "locations", "baselines"):
+            self.assertAllClose(o_many[key], o_one[key], atol=1e-6)
+        self.assertGreater(np.abs(o_many["locations"][0] - o_many["locations"][1]).max(),
+                           0.0)  # two draws for one image
+        many.compile(optimizer="adam", metrics=["accuracy"])
+        history = many.fit(images, labels, sample_weight=np.array([1, 1, 0, 0.5]),
+                           epochs=1, batch_size=2, verbose=0).history
+        self.assertTrue(np.isfinite(history["loss"][0]))
+        self.assertIn("accuracy", history)
+
+    def test_location_hidden_layer_config_and_save(self):
+        # The policy's hidden layer is built, trained by REINFORCE, and comes
+        # back from a .keras file.
+        images, labels = _data(8)
+        model = RecurrentAttentionModel(**TINY, location_hidden=6, seed=4)
+        model(images)
+        testing.perturb_weights(model)
+        self.assertEqual(tuple(model.policy.hidden.kernel.shape), (16, 6))
+        _, grads = gradients([model.policy.hidden.kernel], lambda: model.compute_loss(
+            images, labels, model(images, training=True)))
+        self.assertTrue(np.abs(grads[0]).max() > 0)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "ram.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path)
+        self.assertEqual(loaded.get_config()["location_hidden"], 6)
+        self.assertAllClose(loaded(images, return_locations=True)[1],
+                            model(images, return_locations=True)[1], atol=1e-6)
+
+    def test_leave_one_out_config_and_save(self):
+        images, labels = _data(4)
+        model = RecurrentAttentionModel(**TINY, rollouts_per_image=2,
+                                        baseline="leave_one_out", seed=2)
+        model(images)
+        testing.perturb_weights(model)
+        self.assertFalse(any("baseline" in w.path for w in model.weights))
+        config = model.get_config()
+        self.assertEqual((config["rollouts_per_image"], config["baseline"]),
+                         (2, "leave_one_out"))
+        self.assertEqual(RecurrentAttentionModel(**TINY).get_config()["rollouts_per_image"],
+                         1)
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "ram.keras")
+            model.save(path)
+            loaded = keras.saving.load_model(path)
+        self.assertEqual(loaded.get_config(), config)
+        self.assertAllClose(loaded.predict(images, verbose=0),
+                            model.predict(images, verbose=0), atol=1e-6)
+
     def test_moving_average_baseline_trains(self):
         images, labels = _data(16)
         model = RecurrentAttentionModel(**TINY, baseline="moving_average", seed=7)
@@ -418,6 +509,10 @@ class RecurrentAttentionModelTest(testing.TestCase):
     ({"location_range": True}, "location_range=True"),
     ({"normalize_advantage": "yes"}, "normalize_advantage='yes'"),
     ({"glimpse_encoder": "mlp"}, "glimpse_encoder='mlp'"),
+    ({"rollouts_per_image": 0}, "rollouts_per_image=0"),
+    ({"location_hidden": -3}, "location_hidden=-3"),
+    ({"rollouts_per_image": 2.0}, "rollouts_per_image=2.0"),
+    ({"baseline": "leave_one_out"}, "rollouts_per_image=1"),
 ])
 def test_bad_arguments(kwargs, quoted):
     with pytest.raises(ValueError, match=quoted):

@@ -303,7 +303,58 @@ def attention_iou(maps, boxes, threshold=0.5, image_shape=None, interpolation="b
     return _reduce(intersection / np.maximum(union, 1), reduction)
 
 
-__all__ += ["attention_iou", "pointing_game", "upsample_maps"]
+def glimpse_hits(locations, boxes, image_shape, reduction="mean"):
+    """The pointing game of hard attention: which glimpse centres fall inside the box?
+
+    A location `l` in `[-1, 1]` is the pixel `(l + 1) / 2 * size` of its axis
+    (the convention of `layers.GlimpseSensor`), and scores 1 when that point
+    lies in `[y_min, y_max) x [x_min, x_max)`.
+
+    Args:
+        locations: `(N, T, 2)` glimpse locations `(y, x)` in `[-1, 1]`, as
+            `RecurrentAttentionModel.rollout` returns them.
+        boxes: `(N, 4)` boxes `(y_min, x_min, y_max, x_max)` in image pixels,
+            max exclusive (the format of `datasets.make_cluttered_mnist`).
+        image_shape: `(H, W)` of the images.
+        reduction: `"mean"` (the share of all glimpses inside, a float) or
+            `"none"` (a 0/1 float array `(N, T)`: per image and glimpse).
+
+    Returns:
+        A float in `[0, 1]`, or a float array `(N, T)`. `hits.any(axis=1)`
+        says which images had at least one glimpse on the object.
+
+    Raises:
+        ValueError: `locations` not `(N, T, 2)`, `boxes` not `(N, 4)`, or
+            `image_shape` not two positive ints.
+
+    Example:
+
+    ```python
+    out = model.rollout(canvases)  # the mean path
+    hits = glimpse_hits(out["locations"], boxes, (100, 100), reduction="none")
+    found = hits.any(axis=1).mean()
+    ```
+    """
+    import numpy as np
+
+    locations, boxes = np.asarray(locations, "float64"), np.asarray(boxes)
+    if locations.ndim != 3 or locations.shape[-1] != 2 or boxes.shape != (len(locations), 4):
+        raise ValueError(
+            "`locations` must be (N, T, 2) and `boxes` (N, 4) as (y_min, x_min, y_max, "
+            f"x_max). Received: locations.shape={locations.shape}, boxes.shape={boxes.shape}"
+        )
+    if image_shape is None:
+        raise ValueError("`image_shape` must be (H, W) with positive ints. "
+                         "Received: image_shape=None")
+    height, width = _image_shape(None, image_shape)
+    y = (locations[..., 0] + 1.0) * (height / 2.0)
+    x = (locations[..., 1] + 1.0) * (width / 2.0)
+    b = boxes[:, None, :]
+    hits = (b[..., 0] <= y) & (y < b[..., 2]) & (b[..., 1] <= x) & (x < b[..., 3])
+    return _reduce(hits.astype("float64"), reduction)
+
+
+__all__ += ["attention_iou", "glimpse_hits", "pointing_game", "upsample_maps"]
 
 
 # Captioning (Xu et al., 2015): BLEU through nltk, and attention correctness.

@@ -95,6 +95,26 @@ def test_pointing_game_peak_inside_scores_one_outside_zero():
     assert pointing_game(maps[:1], [[0, 4, 3, 8]], image_shape=(8, 8)) == 0.0
 
 
+def test_glimpse_hits_by_hand():
+    from keras_attention_vision.metrics import glimpse_hits
+
+    # A 100x60 image (H x W): l = (-0.5, 0.5) is the pixel (25, 45); l = 0 is
+    # (50, 30); l = -1 is (0, 0).
+    locations = np.array([[[-0.5, 0.5], [0.0, 0.0], [-1.0, -1.0]],
+                          [[0.0, 0.0], [-0.5, 0.5], [0.5, -0.5]]])
+    boxes = np.array([[20, 40, 30, 50],     # holds (25, 45) only
+                      [50, 30, 51, 31]])    # holds (50, 30) only
+    hits = glimpse_hits(locations, boxes, (100, 60), reduction="none")
+    np.testing.assert_array_equal(hits, [[1, 0, 0], [1, 0, 0]])
+    assert glimpse_hits(locations, boxes, (100, 60)) == 2 / 6
+    # max exclusive: (50, 30) is outside [40, 50) x [20, 30)
+    assert glimpse_hits(np.zeros((1, 1, 2)), [[40, 20, 50, 30]], (100, 60)) == 0.0
+    with pytest.raises(ValueError, match=r"locations.shape=\(2, 3\)"):
+        glimpse_hits(locations[..., 0], boxes, (100, 60))
+    with pytest.raises(ValueError, match="image_shape=None"):
+        glimpse_hits(locations, boxes, None)
+
+
 def test_attention_iou_by_hand():
     from keras_attention_vision.metrics import attention_iou
 

@@ -52,6 +52,10 @@ CURRICULUM = {"cluttered100": "cluttered60"}
 #: so that its model can start the second stage.
 ARCHITECTURE_OPTIONS = ("core", "core_units", "glimpse_hidden", "glimpse_units",
                         "glimpse_encoder", "baseline", "location_hidden")
+#: The options of the model's heads (the location network and the baseline):
+#: `initialize_from` copies the rest when only these differ.
+HEAD_OPTIONS = ("baseline", "location_hidden")
+HEAD_LAYERS = ("location", "baseline")
 #: The model's options of its training only (passed to it when set; a
 #: curriculum's first stage takes these defaults too).
 TRAINING_OPTIONS = ("rollouts_per_image",)
@@ -146,8 +150,9 @@ def add_arguments(parser):
                         help="start from the weights of a RAM saved by an earlier run "
                         "(its ram_PRESET.keras), e.g. a cluttered60 model for "
                         "cluttered100 in place of the curriculum's first stage; the "
-                        "architecture must be this run's, the canvas may differ "
-                        "(default: a fresh initialisation)")
+                        "architecture must be this run's, the canvas may differ; "
+                        "another --baseline or --location-hidden starts that head "
+                        "afresh (default: a fresh initialisation)")
     parser.add_argument("--curriculum-epochs", type=int, default=None,
                         help="cluttered100: first train this many epochs of cluttered60 "
                         "(same options and seed; its files land beside the run's), whose "
@@ -339,7 +344,10 @@ def initialize_from(model, path):
 
     The weights of a RAM do not depend on its canvas (the retina resamples
     any image to `patch_size`), so a model trained on 60x60 canvases can start
-    a run on 100x100 ones. The optimizer's state is not copied.
+    a run on 100x100 ones. The optimizer's state is not copied. When only the
+    heads differ (`HEAD_OPTIONS`: another baseline or location network), the
+    glimpse network, core and classifier are copied and the heads keep their
+    fresh initialisation.
 
     Args:
         model: a `RecurrentAttentionModel`, built here if it is not.
@@ -347,20 +355,30 @@ def initialize_from(model, path):
 
     Raises:
         ValueError: not a readable RAM file, or weights of another architecture
-            (the first weight whose shape differs is named).
+            (the option that differs, or the first weight whose shape differs,
+            is named).
+
+    Returns:
+        The heads left freshly initialised (their option names; empty when
+        every weight was copied).
     """
     from keras_attention_vision.recipes._weights import _load_model
 
     source = _load_model(path, "RecurrentAttentionModel")
     model.build()
     theirs_config, mine_config = source.get_config(), model.get_config()
+    fresh = [name for name in HEAD_OPTIONS
+             if theirs_config.get(name) != mine_config.get(name)]
     for name in ARCHITECTURE_OPTIONS:
-        if theirs_config.get(name) != mine_config.get(name):
+        if name not in HEAD_OPTIONS and theirs_config.get(name) != mine_config.get(name):
             raise ValueError(
                 f"--initial-weights {path!r} holds a RAM of another architecture: its "
                 f"{name} is {theirs_config.get(name)!r}, this run's {mine_config.get(name)!r} "
                 f"(--{name.replace('_', '-')})")
     mine, theirs = model.weights, source.weights
+    if fresh:  # the body only: heads are the layers HEAD_LAYERS of the model
+        mine, theirs = ([w for w in weights if w.path.split("/")[1] not in HEAD_LAYERS]
+                        for weights in (mine, theirs))
     for i in range(max(len(mine), len(theirs))):
         want = tuple(mine[i].shape) if i < len(mine) else None
         got = tuple(theirs[i].shape) if i < len(theirs) else None
@@ -372,8 +390,9 @@ def initialize_from(model, path):
                 f"{i} is {file_name} {got} in the file, {mine_name} {want} in this model "
                 f"({len(theirs)} weights against {len(mine)}); use the same core, widths, "
                 "glimpse encoder, patch size and scales")
-    model.set_weights(source.get_weights())
-    return model
+    for variable, value in zip(mine, theirs):
+        variable.assign(value.numpy())
+    return fresh
 
 
 def _load(args):
@@ -455,8 +474,12 @@ def run(args, epochs, verbose=True):
 
     # kav train: a checkpoint every epoch; a rerun resumes (std from the epoch number)
     checkpoint = EpochCheckpoint(model, args, f"ram_{args.preset}")
-    if initial and checkpoint.initial_epoch == 0:
-        initialize_from(model, initial)  # a resumed run has its own
+    if initial and checkpoint.initial_epoch == 0:  # a resumed run has its own
+        fresh = initialize_from(model, initial)
+        if fresh and verbose:
+            print(f"ram: --initial-weights {initial}: its {', '.join(fresh)} differ "
+                  "from this run's: that head starts afresh, the rest is copied",
+                  flush=True)
     b = args.batch_size  # when resuming: weights, optimizer, RNG (a batch for the trace)
     checkpoint.restore(x_test[:b], y_test[:b], batch_size=b)
     history = checkpoint.extra.get("rows", [])

@@ -117,6 +117,20 @@ def test_normalize_advantage_is_off_by_default_and_reaches_the_model():
     assert ram._overrides(args)["normalize_advantage"] is True
 
 
+def test_policy_heads_and_rollouts_options_reach_the_overrides():
+    overrides = ram._overrides(_args("--preset", "cluttered60", "--policy-to-core",
+                                     "--rollouts-per-image", "3", "--baseline",
+                                     "leave_one_out", "--location-hidden", "7"))
+    assert (overrides["policy_to_core"], overrides["rollouts_per_image"],
+            overrides["baseline"], overrides["location_hidden"]) == (
+        True, 3, "leave_one_out", 7)
+    assert ram._overrides(_args("--preset", "cluttered60", "--no-policy-to-core"))[
+        "policy_to_core"] is False
+    unset = ram._overrides(_args("--preset", "mnist"))
+    assert unset["policy_to_core"] is False
+    assert not {"rollouts_per_image", "baseline", "location_hidden"} & set(unset)
+
+
 def test_preset_defaults_fill_only_the_unset_options():
     # cluttered60's recipe default (issue 15): glimpse network 256/512, final std
     # 0.05 over 450 epochs; cluttered100 has the same widths (the curriculum)

@@ -9,6 +9,7 @@ cluttered60 (`--curriculum-epochs`, its files beside the run's), whose model
 starts the 100x100 run.
 """
 
+import argparse
 import json
 import os
 
@@ -118,9 +119,11 @@ def add_arguments(parser):
                         help="sampled rollouts of each training image per step, so a "
                         "batch costs --batch-size times this many rollouts (default: 1, "
                         "the paper's)")
-    parser.add_argument("--policy-to-core", action="store_true",
+    parser.add_argument("--policy-to-core", action=argparse.BooleanOptionalAction,
+                        default=None,
                         help="let the REINFORCE gradient train the core and glimpse "
-                        "networks too (default: the location network only)")
+                        "networks too; --no-policy-to-core: the location network only "
+                        "(default: the preset's, PRESET_DEFAULTS)")
     parser.add_argument("--glimpses", type=int, default=None,
                         help="number of glimpses (default: the preset's)")
     parser.add_argument("--shift", type=int, default=2,
@@ -328,7 +331,7 @@ def _glimpse_picture(model, images, labels, path, count=6):
 def _overrides(args):
     preset_defaults(args)
     overrides = {"std": args.std, "seed": args.seed, "data_format": "channels_last",
-                 "policy_to_core": getattr(args, "policy_to_core", False),
+                 "policy_to_core": bool(getattr(args, "policy_to_core", False)),
                  "location_range": args.location_range,
                  "normalize_advantage": getattr(args, "normalize_advantage", False)}
     if args.glimpses:
@@ -518,6 +521,7 @@ def run(args, epochs, verbose=True):
         "preset": args.preset,
         "digit_augment": _digit_augment_choice(args),  # the one in effect
         "location_range": model.location_range,  # the settings in effect
+        "policy_to_core": model.policy_to_core,
         "normalize_advantage": model.normalize_advantage,
         "backend": keras.backend.backend(),
         "epochs": epochs,
@@ -540,8 +544,8 @@ def _curriculum_first_stage(args):
     """The options of a curriculum's first stage, or `None` (no curriculum).
 
     Called before `preset_defaults(args)`: the first stage fills the model's
-    options left unset (`ARCHITECTURE_OPTIONS`) with the curriculum preset's
-    defaults, the others with its own preset's. Sets `args.curriculum_epochs`
+    options left unset (`ARCHITECTURE_OPTIONS`, `TRAINING_OPTIONS`) with the
+    curriculum preset's defaults, the others with its own preset's. Sets `args.curriculum_epochs`
     of a curriculum preset to the epochs in effect (0: none, from scratch or
     from `--initial-weights`), as the run's results record it.
 
@@ -549,8 +553,6 @@ def _curriculum_first_stage(args):
         ValueError: `--curriculum-epochs` for a preset without a curriculum,
             or with `--initial-weights` (which takes the first stage's place).
     """
-    import argparse
-
     given = args.curriculum_epochs
     if args.preset not in CURRICULUM:
         if given:

@@ -128,6 +128,15 @@ def test_policy_heads_and_rollouts_options_reach_the_overrides():
         "policy_to_core"] is False
     unset = ram._overrides(_args("--preset", "mnist"))
     assert unset["policy_to_core"] is False
+    # cluttered100: on in the second stage, off in the curriculum's first
+    args = _args("--preset", "cluttered100")
+    first = ram._curriculum_first_stage(args)
+    assert ram._overrides(args)["policy_to_core"] is True
+    assert ram._overrides(first)["policy_to_core"] is False
+    args = _args("--preset", "cluttered100", "--no-policy-to-core")
+    first = ram._curriculum_first_stage(args)
+    assert ram._overrides(args)["policy_to_core"] is False
+    assert ram._overrides(first)["policy_to_core"] is False
     assert not {"rollouts_per_image", "baseline", "location_hidden"} & set(unset)
 
 

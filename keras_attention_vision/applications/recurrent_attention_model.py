@@ -111,7 +111,10 @@ class RecurrentAttentionModel(GlimpseNetworkMixin, DistributedPredictMixin, kera
             hybrid loss weighted `1 / M` (so a batch of `B` images costs `B *
             M` rollouts). `1` (the default) is the paper's training.
         policy_to_core: let the REINFORCE gradient flow into the core and the
-            glimpse network (`False`: it trains the location network only).
+            glimpse network, as the paper's gradient with respect to all the
+            agent's parameters does (Sec. 3.2), so that `h_t` learns where the
+            object is; `False` (the default, as in the public PyTorch port):
+            it trains the location network only.
         reinforce_weight: weight of the REINFORCE term of the hybrid loss.
         normalize_advantage: standardise the advantage `R - sg(b_t)` over
             the batch before the REINFORCE term: `(A - mean(A)) / (std(A) +

@@ -324,8 +324,8 @@ def glimpse_hits(locations, boxes, image_shape, reduction="mean"):
         says which images had at least one glimpse on the object.
 
     Raises:
-        ValueError: `locations` not `(N, T, 2)`, `boxes` not `(N, 4)`, or
-            `image_shape` not two positive ints.
+        ValueError: `locations` not `(N, T, 2)`, `boxes` not `(N, 4)`,
+            `image_shape` not two positive ints, or no location to average.
 
     Example:
 
@@ -343,10 +343,17 @@ def glimpse_hits(locations, boxes, image_shape, reduction="mean"):
             "`locations` must be (N, T, 2) and `boxes` (N, 4) as (y_min, x_min, y_max, "
             f"x_max). Received: locations.shape={locations.shape}, boxes.shape={boxes.shape}"
         )
-    if image_shape is None:
-        raise ValueError("`image_shape` must be (H, W) with positive ints. "
-                         "Received: image_shape=None")
-    height, width = _image_shape(None, image_shape)
+    import numbers
+
+    if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2
+            or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                       and d > 0 for d in image_shape)):
+        raise ValueError("`image_shape` must be (H, W), two positive ints (not a "
+                         f"shape with channels). Received: image_shape={image_shape!r}")
+    if reduction == "mean" and locations.size == 0:
+        raise ValueError("`glimpse_hits` with reduction='mean' needs at least one "
+                         f"location. Received: locations.shape={locations.shape}")
+    height, width = (int(d) for d in image_shape)
     y = (locations[..., 0] + 1.0) * (height / 2.0)
     x = (locations[..., 1] + 1.0) * (width / 2.0)
     b = boxes[:, None, :]

@@ -1,6 +1,7 @@
 """Metrics against NumPy computations written from their definitions."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -111,8 +112,13 @@ def test_glimpse_hits_by_hand():
     assert glimpse_hits(np.zeros((1, 1, 2)), [[40, 20, 50, 30]], (100, 60)) == 0.0
     with pytest.raises(ValueError, match=r"locations.shape=\(2, 3\)"):
         glimpse_hits(locations[..., 0], boxes, (100, 60))
-    with pytest.raises(ValueError, match="image_shape=None"):
-        glimpse_hits(locations, boxes, None)
+    for bad in (None, 60, (60, 100, 1), (True, True), (0, 5)):
+        with pytest.raises(ValueError, match=re.escape(f"image_shape={bad!r}")):
+            glimpse_hits(locations, boxes, bad)
+    with pytest.raises(ValueError, match="at least one location"):
+        glimpse_hits(np.zeros((0, 3, 2)), np.zeros((0, 4)), (10, 10))
+    assert glimpse_hits(np.zeros((0, 3, 2)), np.zeros((0, 4)), (10, 10),
+                        reduction="none").shape == (0, 3)
 
 
 def test_attention_iou_by_hand():

@@ -35,10 +35,17 @@ def main(argv=None):
 
     model = keras.saving.load_model(args.model)
     size, clutter = CANVAS[args.preset]
+    channels_first = model.data_format == "channels_first"
+    expected = (1, size, size) if channels_first else (size, size, 1)
+    if tuple(model.image_shape) != expected:
+        parser.error(f"{args.model} is a RAM for images of shape {model.image_shape}, "
+                     f"not the {args.preset} canvases {expected}: give its --preset")
     _, (x_test, y_test) = load_mnist("embedded", verbose=False)
     # the recipe's test set (recipes.ram._data), with the digits' boxes
     canvases, boxes = make_cluttered_mnist(x_test, size, clutter, seed=10_000 + args.seed)
     boxes = boxes + np.array([-1, -1, 1, 1]) * args.margin
+    if channels_first:
+        canvases = np.moveaxis(canvases, -1, 1)
     out = model.rollout(canvases, sample=False)
     locations = keras.ops.convert_to_numpy(out["locations"])
     wrong = keras.ops.convert_to_numpy(out["logits"]).argmax(-1) != y_test

@@ -58,8 +58,8 @@ ARCHITECTURE_OPTIONS = ("core", "core_units", "glimpse_hidden", "glimpse_units",
                         "glimpse_encoder", "baseline", "location_hidden")
 #: The options of the model's heads (the location network and the baseline):
 #: `initialize_from` copies the rest when only these differ.
-HEAD_OPTIONS = ("baseline", "location_hidden")
-HEAD_LAYERS = ("location", "baseline")
+#: Each head option and the model's layer it shapes.
+HEAD_OPTIONS = {"baseline": "baseline", "location_hidden": "location"}
 #: The model's options of its training only (passed to it when set; a
 #: curriculum's first stage takes these defaults too).
 TRAINING_OPTIONS = ("rollouts_per_image",)
@@ -341,7 +341,7 @@ def _overrides(args):
     if args.glimpses:
         overrides["num_glimpses"] = args.glimpses
     for name in ARCHITECTURE_OPTIONS + TRAINING_OPTIONS:
-        if getattr(args, name, None):
+        if getattr(args, name, None) is not None:  # a bad 0 reaches the model's check
             overrides[name] = getattr(args, name)
     return overrides
 
@@ -351,10 +351,10 @@ def initialize_from(model, path):
 
     The weights of a RAM do not depend on its canvas (the retina resamples
     any image to `patch_size`), so a model trained on 60x60 canvases can start
-    a run on 100x100 ones. The optimizer's state is not copied. When only the
-    heads differ (`HEAD_OPTIONS`: another baseline or location network), the
-    glimpse network, core and classifier are copied and the heads keep their
-    fresh initialisation.
+    a run on 100x100 ones. The optimizer's state is not copied. When only
+    heads differ (`HEAD_OPTIONS`: another baseline or location network),
+    every other weight is copied and the differing heads keep their fresh
+    initialisation.
 
     Args:
         model: a `RecurrentAttentionModel`, built here if it is not.
@@ -383,8 +383,9 @@ def initialize_from(model, path):
                 f"{name} is {theirs_config.get(name)!r}, this run's {mine_config.get(name)!r} "
                 f"(--{name.replace('_', '-')})")
     mine, theirs = model.weights, source.weights
-    if fresh:  # the body only: heads are the layers HEAD_LAYERS of the model
-        mine, theirs = ([w for w in weights if w.path.split("/")[1] not in HEAD_LAYERS]
+    if fresh:  # all but the heads that differ (HEAD_OPTIONS: option -> layer)
+        skipped = {HEAD_OPTIONS[name] for name in fresh}
+        mine, theirs = ([w for w in weights if w.path.split("/")[1] not in skipped]
                         for weights in (mine, theirs))
     for i in range(max(len(mine), len(theirs))):
         want = tuple(mine[i].shape) if i < len(mine) else None
@@ -484,8 +485,10 @@ def run(args, epochs, verbose=True):
     if initial and checkpoint.initial_epoch == 0:  # a resumed run has its own
         fresh = initialize_from(model, initial)
         if fresh and verbose:
-            print(f"ram: --initial-weights {initial}: its {', '.join(fresh)} differ "
-                  "from this run's: that head starts afresh, the rest is copied",
+            heads = " and ".join(f"the {HEAD_OPTIONS[name]} network ({name})"
+                                 for name in fresh)
+            print(f"ram: --initial-weights {initial}: {heads} differs from this run's "
+                  "and starts afresh; every other weight is copied",
                   flush=True)
     b = args.batch_size  # when resuming: weights, optimizer, RNG (a batch for the trace)
     checkpoint.restore(x_test[:b], y_test[:b], batch_size=b)

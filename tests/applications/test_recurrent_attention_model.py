@@ -394,27 +394,26 @@ class RecurrentAttentionModelTest(testing.TestCase):
                 initialize_from(patch, path)
             with self.assertRaisesRegex(ValueError, "No such model file"):
                 initialize_from(target, path + ".missing")
-            # other heads (baseline, location network): the rest is copied,
-            # the heads keep their initialisation, and their options are returned
-            for options, head in ((dict(rollouts_per_image=2, baseline="leave_one_out"),
-                                   "baseline"),
-                                  (dict(location_hidden=5), "location_hidden")):
+            # another head (baseline, location network): that head keeps its
+            # initialisation, every other weight is copied (the other head too),
+            # and the differing options are returned
+            theirs = {w.path: w.numpy() for w in source.weights}
+            for options, head, layer in (
+                    (dict(rollouts_per_image=2, baseline="moving_average"), "baseline",
+                     "baseline"),
+                    (dict(location_hidden=5), "location_hidden", "location")):
                 headed = RecurrentAttentionModel(**TINY, **options, seed=3)
                 headed.build()
                 before = {w.path: w.numpy().copy() for w in headed.weights}
                 self.assertEqual(initialize_from(headed, path), [head])
-                theirs = {w.path: w.numpy() for w in source.weights}
+                copied = [w.path for w in headed.weights if w.path.split("/")[1] != layer]
                 for w in headed.weights:
-                    layer = w.path.split("/")[1]
-                    if layer in ("location", "baseline"):
-                        np.testing.assert_array_equal(w.numpy(), before[w.path])
-                    else:
-                        np.testing.assert_array_equal(w.numpy(), theirs[w.path])
-                body = [w.path for w in headed.weights
-                        if w.path.split("/")[1] not in ("location", "baseline")]
-                self.assertEqual(body, [w.path for w in source.weights
-                                        if w.path.split("/")[1] not in ("location",
-                                                                        "baseline")])
+                    want = theirs[w.path] if w.path in copied else before[w.path]
+                    np.testing.assert_array_equal(w.numpy(), want)
+                self.assertEqual(copied, [w.path for w in source.weights
+                                          if w.path.split("/")[1] != layer])
+                other = "location" if layer == "baseline" else "baseline"
+                self.assertTrue(any(p.split("/")[1] == other for p in copied))
             self.assertEqual(initialize_from(target, path), [])
 
     def test_leave_one_out_baseline_matches_numpy(self):

@@ -31,7 +31,7 @@ def main(argv=None):
 
     from keras_attention_vision.datasets import load_mnist, make_cluttered_mnist
     from keras_attention_vision.metrics import glimpse_hits
-    from keras_attention_vision.recipes.ram import CANVAS
+    from keras_attention_vision.recipes.ram import CANVAS, TEST_SEED
 
     model = keras.saving.load_model(args.model)
     size, clutter = CANVAS[args.preset]
@@ -42,7 +42,7 @@ def main(argv=None):
                      f"not the {args.preset} canvases {expected}: give its --preset")
     _, (x_test, y_test) = load_mnist("embedded", verbose=False)
     # the recipe's test set (recipes.ram._data), with the digits' boxes
-    canvases, boxes = make_cluttered_mnist(x_test, size, clutter, seed=10_000 + args.seed)
+    canvases, boxes = make_cluttered_mnist(x_test, size, clutter, seed=TEST_SEED + args.seed)
     boxes = boxes + np.array([-1, -1, 1, 1]) * args.margin
     if channels_first:
         canvases = np.moveaxis(canvases, -1, 1)

@@ -25,6 +25,8 @@ PAPER_ERRORS = {
     "cluttered60": ("8 glimpses, 12x12, 4 scales", 5.23),
     "cluttered100": ("8 glimpses, 12x12, 4 scales", 10.83),
 }
+#: The test canvases of a run are drawn with seed TEST_SEED + its --seed.
+TEST_SEED = 10_000
 CANVAS = {"translated": (60, 0), "cluttered60": (60, 4), "cluttered100": (100, 8)}
 #: The options whose default depends on the preset (left unset on the command
 #: line): each preset's recipe-default row in applications/ram/README.md.
@@ -56,9 +58,8 @@ CURRICULUM = {"cluttered100": "cluttered60"}
 #: so that its model can start the second stage.
 ARCHITECTURE_OPTIONS = ("core", "core_units", "glimpse_hidden", "glimpse_units",
                         "glimpse_encoder", "baseline", "location_hidden")
-#: The options of the model's heads (the location network and the baseline):
-#: `initialize_from` copies the rest when only these differ.
-#: Each head option and the model's layer it shapes.
+#: The options of the model's heads, each with the layer it shapes:
+#: `initialize_from` copies every other weight when only these differ.
 HEAD_OPTIONS = {"baseline": "baseline", "location_hidden": "location"}
 #: The model's options of its training only (passed to it when set; a
 #: curriculum's first stage takes these defaults too).
@@ -238,7 +239,7 @@ def _data(preset, seed, digit_augment=None):
 
         return train_epoch, (x_test[..., None].astype("float32") / 255.0), y_train, y_test
     size, clutter = CANVAS[preset]
-    x_test_c, _ = make_cluttered_mnist(x_test, size, clutter, seed=10_000 + seed)
+    x_test_c, _ = make_cluttered_mnist(x_test, size, clutter, seed=TEST_SEED + seed)
 
     def train_epoch(rng):
         digits = x_train

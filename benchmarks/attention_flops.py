@@ -31,7 +31,10 @@ times is printed with the peer's GFLOP/s (same FLOP count: same matmuls).
 
 Run: `KERAS_BACKEND=jax python benchmarks/attention_flops.py` (tensorflow,
 torch too). `--quick` uses smaller inputs; `--layers NonLocalBlock` times
-one layer only.
+one layer only. On JAX, run it as JAX users on a CPU should run training:
+`LD_PRELOAD=libtcmalloc_minimal.so.4` (Debian/Ubuntu package
+`libtcmalloc-minimal4`; see docs/non_local.md); the script says which
+allocator it ran with.
 """
 
 import argparse
@@ -187,6 +190,19 @@ def float32_kernel_step(make, shape, x, y, jit):
     return step
 
 
+def malloc_in_use():
+    """`"tcmalloc"` or `"jemalloc"` when preloaded into this process, else `"glibc"`."""
+    try:
+        with open("/proc/self/maps") as maps:
+            text = maps.read()
+    except OSError:
+        return "unknown"
+    for name in ("tcmalloc", "jemalloc"):
+        if name in text:
+            return name
+    return "glibc"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -216,7 +232,15 @@ def main():
               "CPUs): thread pools that spin-wait (PyTorch's, NumPy's) can then slow "
               "each other by orders of magnitude; pause the other jobs, or compare "
               "with OMP_NUM_THREADS=1")
-    print(f"backend {backend}; dtype policy {args.dtype_policy}; batch {batch}; "
+    allocator = malloc_in_use()
+    if backend == "jax" and allocator == "glibc":
+        print("note: JAX on glibc's malloc: XLA's CPU runtime allocates its temporaries "
+              "afresh on every step and glibc hands large blocks back to the system, so "
+              "every step page-faults them in again (about 290 MB, a quarter of the "
+              "NonLocalBlock step); docs/non_local.md: run with LD_PRELOAD="
+              "libtcmalloc_minimal.so.4")
+    print(f"backend {backend}; allocator {allocator}; dtype policy {args.dtype_policy}; "
+          f"batch {batch}; "
           f"NumPy float32 matmul "
           f"{args.matmul_size}^3 as the reference rate")
     print(f"{'layer':22} {'jit':5} {'GFLOP/step':>10} {'GFLOP/s':>8} "

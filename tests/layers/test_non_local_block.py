@@ -261,15 +261,17 @@ def test_symbolic_model_returns_scores(mode):
     assert tuple(scores.shape) == (None, 16, 4)
 
 
-def test_torch_fused_batch_norm_matches_keras():
-    # The PyTorch training-step path (one fused kernel) against Keras's layer:
-    # output, moving statistics and gradients, from the same starting state.
-    if keras.backend.backend() != "torch":
-        pytest.skip("the fused batch-norm path exists on PyTorch only")
-    import torch
-
+def test_fused_batch_norm_matches_keras():
+    # The training-step path (the fused kernels of PyTorch and TensorFlow, JAX's
+    # CPU kernel) against Keras's layer: output, moving statistics and, on
+    # PyTorch and TensorFlow, gradients (the JAX kernel's gradients:
+    # tests/layers/test_jax_cpu.py), from the same state.
+    from keras_attention_vision.layers import jax_cpu
     from keras_attention_vision.layers import non_local_block as nlb
 
+    backend = keras.backend.backend()
+    if backend == "jax" and not jax_cpu.use_jax_cpu_kernels():
+        pytest.skip("JAX with an accelerator uses Keras's layer")
     rng = np.random.default_rng(0)
     # A variance near epsilon and momentum 0.25, so a wrong epsilon or momentum
     # shows (mean 0: Keras's E[x^2] - E[x]^2 loses digits on a large mean).
@@ -285,21 +287,39 @@ def test_torch_fused_batch_norm_matches_keras():
                        else layers[0].beta.numpy())
         layers.append(bn)
     keras_bn, fused_bn = layers
-    weights = torch.tensor(rng.normal(size=y.shape).astype("float32"))
+    weights = rng.normal(size=y.shape).astype("float32")
     results = []
     for bn, fused in ((keras_bn, False), (fused_bn, True)):
-        t = torch.tensor(y, requires_grad=True)
-        assert nlb._torch_fused_bn_applies(bn, t, True, None)
-        out = nlb._torch_fused_batch_norm(bn, t) if fused else bn(t, training=True)
-        (out * weights).sum().backward()
-        results.append((out.detach().numpy(), t.grad.numpy(),
-                        bn.gamma.value.grad.numpy(), bn.beta.value.grad.numpy(),
-                        bn.moving_mean.numpy(), bn.moving_variance.numpy()))
+        t = ops.convert_to_tensor(y)
+        assert nlb._fused_bn_applies(bn, t, True, None)
+        if backend == "torch":
+            t.requires_grad_(True)
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                out = nlb._fused_batch_norm(bn, t) if fused else bn(t, training=True)
+                loss = tf.reduce_sum(out * weights)
+            grads = tape.gradient(loss, [t, bn.gamma.value, bn.beta.value])
+        else:
+            out = nlb._fused_batch_norm(bn, t) if fused else bn(t, training=True)
+        result = [ops.convert_to_numpy(out), ops.convert_to_numpy(bn.moving_mean),
+                  ops.convert_to_numpy(bn.moving_variance)]
+        if backend == "torch":
+            import torch
+
+            (out * torch.tensor(weights)).sum().backward()
+            grads = [t.grad, bn.gamma.value.grad, bn.beta.value.grad]
+        if backend != "jax":
+            result += [ops.convert_to_numpy(g) for g in grads]
+        results.append(result)
     for expected, got in zip(*results):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    assert not nlb._torch_fused_bn_applies(fused_bn, torch.tensor(y), False, None)
-    assert not nlb._torch_fused_bn_applies(fused_bn, torch.tensor(y), True,
-                                           torch.ones(3, 4, 5, dtype=torch.bool))
+    t = ops.convert_to_tensor(y)
+    assert not nlb._fused_bn_applies(fused_bn, t, False, None)
+    assert not nlb._fused_bn_applies(fused_bn, t, True,
+                                     ops.ones((3, 4, 5), dtype="bool"))
 
 
 @pytest.mark.parametrize("dtype, device, expected", [

@@ -23,6 +23,9 @@ backward 10 ms against 34 ms for Keras's `BatchNormalization` on that map.
 
 Only for JAX; the callers choose these where `use_jax_cpu_kernels()` says
 so. Figures: `benchmarks/attention_flops.py` and `docs/non_local.md`.
+Reverse mode to any order works (`jax.grad` of `jax.grad`); forward mode
+(`jax.jvp`, `jax.jacfwd`, `jax.hessian`) does not go through a custom VJP,
+so it raises a `TypeError` on these paths.
 """
 
 import functools

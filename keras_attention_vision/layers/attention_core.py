@@ -245,7 +245,7 @@ def _can_fuse(query, value, pairwise, normalization, return_scores, mask=None):
 
 
 def _attend_block(query, key, value, pairwise, normalization, scale, return_scores,
-                  mask=None):
+                  mask=None, training=None):
     if _can_fuse(query, value, pairwise, normalization, return_scores, mask):
         # (B, N, C) -> (B, N, 1 head, C): the backend's fused kernel.
         dtype = fused_kernel_dtype(keras.backend.standardize_dtype(query.dtype),
@@ -259,8 +259,8 @@ def _attend_block(query, key, value, pairwise, normalization, scale, return_scor
     query = ops.cast(query, "float32")
     key = ops.cast(key, "float32")
     value = ops.cast(value, "float32")
-    if (pairwise == "dot" and normalization == "softmax" and mask is None
-            and not return_scores and jax_cpu.use_jax_cpu_kernels()):
+    if (training is True and pairwise == "dot" and normalization == "softmax"
+            and mask is None and not return_scores and jax_cpu.use_jax_cpu_kernels()):
         return jax_cpu.attention(query, key, value, scale), None
     weights = attention_weights(attention_logits(query, key, pairwise, scale),
                                 normalization, mask)
@@ -282,7 +282,8 @@ def _query_rows(mask, start, stop):
 
 
 def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0,
-           query_chunk_size=None, return_scores=False, remat_chunks=True, mask=None):
+           query_chunk_size=None, return_scores=False, remat_chunks=True, mask=None,
+           training=None):
     """Weighted sum of `value` over keys, optionally in chunks of queries.
 
     Args:
@@ -302,6 +303,10 @@ def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0
         mask: `None` or a boolean tensor of rank 3 broadcastable to
             `(batch, N_q, N_k)`, True where the query may look at the key
             (see the module docstring).
+        training: `True` in a training step, whose loss is differentiated in
+            reverse mode: on JAX on a CPU, the unmasked softmax attention
+            then goes through `jax_cpu.attention` (faster gradients; no
+            forward-mode differentiation). Otherwise the plain einsums.
 
     Returns:
         The float32 `(batch, N_q, C_v)` result, and the weights when
@@ -327,10 +332,11 @@ def attend(query, key, value, pairwise="dot", normalization="softmax", scale=1.0
     if (query_chunk_size is None or not isinstance(num_queries, int)
             or num_queries <= query_chunk_size or torch_fused):
         return _attend_block(query, key, value, pairwise, normalization, scale,
-                             return_scores, mask)
+                             return_scores, mask, training)
 
     def block(q, k, v, m=None):
-        return _attend_block(q, k, v, pairwise, normalization, scale, False, m)[0]
+        return _attend_block(q, k, v, pairwise, normalization, scale, False, m,
+                             training)[0]
 
     if remat_chunks and not return_scores:
         block = keras.remat(block)

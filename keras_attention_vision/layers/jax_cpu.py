@@ -25,7 +25,8 @@ Only for JAX; the callers choose these where `use_jax_cpu_kernels()` says
 so. Figures: `benchmarks/attention_flops.py` and `docs/non_local.md`.
 Reverse mode to any order works (`jax.grad` of `jax.grad`); forward mode
 (`jax.jvp`, `jax.jacfwd`, `jax.hessian`) does not go through a custom VJP,
-so it raises a `TypeError` on these paths.
+so it raises a `TypeError` on these paths: the layers take them only in a
+training step (`training=True`, as `fit` calls them).
 """
 
 import functools
@@ -116,11 +117,33 @@ def attention(query, key, value, scale):
     return _attention_fn()(query, key, value, float(scale))
 
 
+_SUM_BLOCK = 512
+
+
 def _channel_sum(t):
-    """`(..., C)` -> `(C,)`: the sum over all other axes, as a matrix-vector product."""
+    """`(..., C)` -> `(C,)`: the sum over all other axes, by matrix-vector products.
+
+    In two levels, so that no float32 accumulation runs over more than
+    `_SUM_BLOCK` (or `rows / _SUM_BLOCK`) terms: a single product over all
+    rows lost digits as the rows grew (relative error 2e-5 at 524,288 rows
+    and 8e-5 at 2,097,152, against 7e-7 and 3e-6 in two levels). The rows
+    are grouped with a stride (row `i * n + j` into group `j`), so both
+    levels are plain rank-2 products.
+    """
     _, jnp = _jax()
-    rows = t.reshape(-1, t.shape[-1])
-    return (jnp.ones((1, rows.shape[0]), t.dtype) @ rows)[0]
+    channels = t.shape[-1]
+    rows = t.reshape(-1, channels)
+    count = rows.shape[0]
+    groups = count // _SUM_BLOCK
+    if groups < 2:
+        return (jnp.ones((1, count), t.dtype) @ rows)[0]
+    main = groups * _SUM_BLOCK
+    partial = jnp.ones((1, _SUM_BLOCK), t.dtype) @ rows[:main].reshape(
+        _SUM_BLOCK, groups * channels)
+    total = (jnp.ones((1, groups), t.dtype) @ partial.reshape(groups, channels))[0]
+    if main < count:
+        total = total + (jnp.ones((1, count - main), t.dtype) @ rows[main:])[0]
+    return total
 
 
 def _batch_norm_forward(y, gamma, beta, epsilon):

@@ -25,7 +25,8 @@ def _fused_bn_applies(bn, y, training, mask):
     renormalisation: every other case (inference, mixed precision, masks)
     goes through the Keras layer.
     """
-    return ((keras.backend.backend() != "jax" or jax_cpu.use_jax_cpu_kernels())
+    backend = keras.backend.backend()
+    return ((backend in ("tensorflow", "torch") or jax_cpu.use_jax_cpu_kernels())
             and training is True and bn.trainable
             and mask is None and not bn.renorm and bn.center and bn.scale
             and not bn.synchronized and bn.compute_dtype == "float32"
@@ -300,7 +301,7 @@ class NonLocalBlock(attention_core.NonLocalMixin, keras.layers.Layer):
         y, scores = attention_core.attend(
             query_flat, key, value, pairwise=pairwise, normalization=normalization,
             scale=self._scale(query.shape[-1]), query_chunk_size=self.query_chunk_size,
-            return_scores=return_attention_scores, mask=key_mask,
+            return_scores=return_attention_scores, mask=key_mask, training=training,
         )
         y = ops.cast(y, self.compute_dtype)
         y = ops.reshape(y, ops.shape(query)[:-1] + (self.inner,))

@@ -147,7 +147,7 @@ class SelfAttention2D(attention_core.NonLocalMixin, keras.layers.Layer):
         o, scores = attention_core.attend(
             attention_core.flatten_positions(query), key, value, scale=1.0,
             query_chunk_size=self.query_chunk_size,
-            return_scores=return_attention_scores, mask=key_mask,
+            return_scores=return_attention_scores, mask=key_mask, training=training,
         )
         o = ops.cast(o, self.compute_dtype)
         o = ops.reshape(o, ops.shape(query)[:-1] + (self.v_dim,))

@@ -173,3 +173,41 @@ def test_gradient_of_gradient_matches_autodiff():
     got = jax.grad(lambda q: jnp.sum(jax.grad(ours)(q) ** 2))(q)
     want = jax.grad(lambda q: jnp.sum(jax.grad(plain)(q) ** 2))(q)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 1000, 1025, 2**19 + 7])
+def test_batch_norm_moments_stay_accurate_over_many_rows(rows):
+    # float32 sums over half a million rows lose digits when accumulated in
+    # one run (a single matrix-vector product: variance off by 1.8e-4 here).
+    _need_jax()
+    import jax
+    import jax.numpy as jnp
+
+    y = (RNG.normal(size=(rows, 8)) + 3.0).astype("float32")
+    _, mean, var = jax.jit(lambda y: jax_cpu.batch_norm_training(
+        y, jnp.ones(8), jnp.zeros(8), 1e-3))(y)
+    y64 = y.astype("float64")
+    np.testing.assert_allclose(np.asarray(mean), y64.mean(0), rtol=3e-6)
+    np.testing.assert_allclose(np.asarray(var), y64.var(0), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("training", [None, False])
+def test_forward_mode_outside_training(training):
+    # The custom VJPs are taken in training steps only: inference keeps
+    # forward-mode differentiation, and gives the training path's numbers.
+    _need_jax()
+    import jax
+    import jax.numpy as jnp
+
+    from keras_attention_vision.layers import NonLocalBlock
+
+    layer = NonLocalBlock(use_bn=False)
+    x = jnp.asarray(RNG.normal(size=(2, 4, 5, 8)), "float32")
+    layer.build(x.shape)
+    layer.w_z.kernel.assign(RNG.normal(size=(4, 8)).astype("float32"))
+    _, tangent = jax.jvp(lambda x: layer(x, training=training), (x,), (jnp.ones_like(x),))
+    step = 1e-3
+    numeric = (layer(x + step, training=True) - layer(x - step, training=True)) / (2 * step)
+    np.testing.assert_allclose(np.asarray(tangent), np.asarray(numeric), rtol=2e-2, atol=2e-3)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda x: layer(x, training=True), (x,), (jnp.ones_like(x),))

@@ -121,14 +121,15 @@ _SUM_BLOCK = 512
 
 
 def _channel_sum(t):
-    """`(..., C)` -> `(C,)`: the sum over all other axes, by matrix-vector products.
+    """`(..., C)` -> `(C,)`: the sum over all other axes, by matrix products.
 
     In two levels, so that no float32 accumulation runs over more than
-    `_SUM_BLOCK` (or `rows / _SUM_BLOCK`) terms: a single product over all
-    rows lost digits as the rows grew (relative error 2e-5 at 524,288 rows
-    and 8e-5 at 2,097,152, against 7e-7 and 3e-6 in two levels). The rows
-    are grouped with a stride (row `i * n + j` into group `j`), so both
-    levels are plain rank-2 products.
+    `_SUM_BLOCK` (or `rows / _SUM_BLOCK`) terms: one matrix-vector product
+    over all rows lost digits as the rows grew (relative error 2e-5 at
+    524,288 rows, 8e-5 at 2,097,152; in two levels 7e-7 and 3e-6). The first
+    level is a batched product of a row of ones with each block of
+    `_SUM_BLOCK` contiguous rows (0.38 ms for `(16384, 256)`, as fast as the
+    single product; a strided grouping as one wide product took 11 ms).
     """
     _, jnp = _jax()
     channels = t.shape[-1]
@@ -138,8 +139,8 @@ def _channel_sum(t):
     if groups < 2:
         return (jnp.ones((1, count), t.dtype) @ rows)[0]
     main = groups * _SUM_BLOCK
-    partial = jnp.ones((1, _SUM_BLOCK), t.dtype) @ rows[:main].reshape(
-        _SUM_BLOCK, groups * channels)
+    partial = jnp.matmul(jnp.ones((groups, 1, _SUM_BLOCK), t.dtype),
+                         rows[:main].reshape(groups, _SUM_BLOCK, channels))
     total = (jnp.ones((1, groups), t.dtype) @ partial.reshape(groups, channels))[0]
     if main < count:
         total = total + (jnp.ones((1, count - main), t.dtype) @ rows[main:])[0]

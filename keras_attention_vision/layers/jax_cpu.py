@@ -90,11 +90,17 @@ def _attention_backward(scale, residuals, d_out):
 
 
 @functools.cache
-def _attention_fn():
+def _custom_vjp(forward, backward):
+    """`jax.custom_vjp` of `forward(a, b, c, constant)[0]` with the given rules.
+
+    `forward` returns `(output, residuals)`; `backward(constant, residuals,
+    cotangent)` the cotangents of `a`, `b` and `c`. The last argument (a
+    Python float) is not differentiated.
+    """
     jax, _ = _jax()
-    fn = jax.custom_vjp(lambda q, k, v, s: _attention_forward(q, k, v, s)[0],
+    fn = jax.custom_vjp(lambda a, b, c, constant: forward(a, b, c, constant)[0],
                         nondiff_argnums=(3,))
-    fn.defvjp(_attention_forward, _attention_backward)
+    fn.defvjp(forward, backward)
     return fn
 
 
@@ -114,7 +120,8 @@ def attention(query, key, value, scale):
     Returns:
         float32 `(batch, N_q, C_v)`.
     """
-    return _attention_fn()(query, key, value, float(scale))
+    fn = _custom_vjp(_attention_forward, _attention_backward)
+    return fn(query, key, value, float(scale))
 
 
 _SUM_BLOCK = 512
@@ -169,15 +176,6 @@ def _batch_norm_backward(epsilon, residuals, cotangents):
     return d_y, d_gamma, d_beta
 
 
-@functools.cache
-def _batch_norm_fn():
-    jax, _ = _jax()
-    fn = jax.custom_vjp(lambda y, g, b, e: _batch_norm_forward(y, g, b, e)[0],
-                        nondiff_argnums=(3,))
-    fn.defvjp(_batch_norm_forward, _batch_norm_backward)
-    return fn
-
-
 def batch_norm_training(y, gamma, beta, epsilon):
     """Batch normalisation over every axis but the last, with its batch moments.
 
@@ -195,4 +193,5 @@ def batch_norm_training(y, gamma, beta, epsilon):
     Returns:
         `(output, mean, variance)`: `y`'s shape, `(C,)`, `(C,)`.
     """
-    return _batch_norm_fn()(y, gamma, beta, float(epsilon))
+    fn = _custom_vjp(_batch_norm_forward, _batch_norm_backward)
+    return fn(y, gamma, beta, float(epsilon))

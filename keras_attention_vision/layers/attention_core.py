@@ -200,14 +200,9 @@ def fused_kernel_helps():
     True on TensorFlow and PyTorch (SDPA), and on JAX with an accelerator.
     On JAX's CPU backend the explicit einsum/softmax/einsum is faster (measured
     by `benchmarks/non_local_vs_mha.py`: 0.82 against 1.00 of the MHA
-    baseline), so it is used there.
+    baseline), so it is used there (and in training steps `jax_cpu.attention`).
     """
-    backend = keras.backend.backend()
-    if backend != "jax":
-        return True
-    import jax
-
-    return jax.default_backend() != "cpu"
+    return not jax_cpu.use_jax_cpu_kernels()
 
 
 def fused_kernel_dtype(dtype, device_type="cpu"):

@@ -6,6 +6,7 @@
 """
 
 import math
+import numbers
 
 import keras
 from keras import ops
@@ -146,8 +147,6 @@ def _maps_and_boxes(maps, boxes):
 
 
 def _image_shape(maps, image_shape):
-    import numbers
-
     if image_shape is None:
         return maps.shape[1:3]
     image_shape = tuple(image_shape)[:2]
@@ -343,8 +342,6 @@ def glimpse_hits(locations, boxes, image_shape, reduction="mean"):
             "`locations` must be (N, T, 2) and `boxes` (N, 4) as (y_min, x_min, y_max, "
             f"x_max). Received: locations.shape={locations.shape}, boxes.shape={boxes.shape}"
         )
-    import numbers
-
     if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2
             or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
                        and d > 0 for d in image_shape)):

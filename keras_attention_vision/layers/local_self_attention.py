@@ -491,44 +491,47 @@ class LocalAttentionBase(keras.layers.Layer):
         with the blocks as its batch and `B * heads` as its heads: the
         `(blocks, 1, q, m)` bias then broadcasts over batch and heads, and
         the kernel's gradients come back in the layout of the projections
-        (no transposes but the image's to and from blocks). The bias is
-        converted to a tensor once per plan, not per call.
+        (no transposes but the image's to and from blocks). The bias and
+        the gather's index are converted to tensors once per plan, not per
+        call. Torch's own tensor methods, not `keras.ops`: this path runs on
+        PyTorch only, and each `keras.ops` call costs tens of microseconds
+        of dispatch (about 1 ms of the 64x64 step of the issue-10
+        benchmark); the projections stay `EinsumDense` calls (LoRA,
+        quantization and the dtype policy are theirs).
         """
+        import torch
+
         height, width = x.shape[1], x.shape[2]
         (qh, qw), heads = self._query_shape, self.num_heads
         nbh, nbw = _num_blocks(height, qh), _num_blocks(width, qw)
-        batch, channels = ops.shape(x)[0], x.shape[-1]
-        blocks, q = nbh * nbw, qh * qw
+        batch, channels = x.shape[0], x.shape[-1]
+        blocks, q, memory = nbh * nbw, qh * qw, plan["index"].shape[-1]
         if (nbh * qh, nbw * qw) != (height, width):
-            x = ops.pad(x, [[0, 0], [0, nbh * qh - height], [0, nbw * qw - width], [0, 0]])
-        x = ops.reshape(x, (batch, nbh, qh, nbw, qw, channels))
-        x = ops.reshape(ops.transpose(x, (1, 3, 2, 4, 0, 5)), (blocks, q, batch, channels))
+            x = torch.nn.functional.pad(x, (0, 0, 0, nbw * qw - width, 0, nbh * qh - height))
+        x = x.reshape(batch, nbh, qh, nbw, qw, channels).permute(1, 3, 2, 4, 0, 5)
+        x = x.reshape(blocks, q, batch, channels)
+        whole_blocks = plan["shifts"] is not None
+        index = _constant(plan, "block_index" if whole_blocks else "blocked_index", x)
 
         def windows(t):  # (blocks, q, B, heads, d) -> (blocks, m, B * heads, d)
             d = t.shape[-1]
-            # explicit sizes, no -1: the batch may be empty
-            if plan["shifts"] is not None:  # whole blocks
-                t = ops.take(ops.reshape(t, (blocks, q * batch * heads * d)),
-                             plan["block_index"], axis=0)
-            else:  # pixels
-                t = ops.take(ops.reshape(t, (blocks * q, batch * heads * d)),
-                             plan["blocked_index"], axis=0)
-            memory = plan["index"].shape[-1]
-            return ops.reshape(ops.cast(t, "float32"), (blocks, memory, batch * heads, d))
+            row = batch * heads * d  # explicit sizes, no -1: the batch may be empty
+            t = t.reshape((blocks, q * row) if whole_blocks else (blocks * q, row))
+            return t.index_select(0, index).float().reshape(blocks, memory, batch * heads, d)
 
-        query = ops.cast(self.query_dense(x), "float32")
-        query = ops.reshape(query, (blocks, q, batch * heads, self.key_dim))
+        query = self.query_dense(x)
+        dtype = query.dtype  # the policy's compute dtype
+        query = query.float().reshape(blocks, q, batch * heads, self.key_dim)
         key, value = windows(self.key_dense(x)), windows(self.value_dense(x))
         bias = plan["bias"]
         if bias is not None:
-            bias = _constant(plan, "bias", query)[:, None]  # (blocks, 1, q, m)
+            bias = _constant(plan, "bias", x)[:, None]  # (blocks, 1, q, m)
         out = _torch_sdpa_blhd(query, key, value, bias, float(self.key_dim) ** -0.5)
-        out = ops.reshape(ops.cast(out, self.compute_dtype),
-                          (blocks, q, batch, heads, value.shape[-1]))
+        value_dim = value.shape[-1]
+        out = out.to(dtype).reshape(blocks, q, batch, heads, value_dim)
         out = self.output_dense(out)  # (blocks, q, B, out)
-        out = ops.reshape(out, (nbh, nbw, qh, qw, batch, out.shape[-1]))
-        out = ops.reshape(ops.transpose(out, (4, 0, 2, 1, 3, 5)),
-                          (batch, nbh * qh, nbw * qw, out.shape[-1]))
+        out = out.reshape(nbh, nbw, qh, qw, batch, out.shape[-1]).permute(4, 0, 2, 1, 3, 5)
+        out = out.reshape(batch, nbh * qh, nbw * qw, out.shape[-1])
         return out[:, :height, :width]
 
     def _attention(self, query, key, value, plan, training, dropout):

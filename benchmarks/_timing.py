@@ -93,3 +93,16 @@ def describe(result):
     """`'0.912 (median of 5 rounds, range 0.85-1.02)'` for a `paired_ratio` result."""
     return (f"{result['ratio']:.3f} (median of {len(result['ratios'])} rounds, "
             f"range {result['low']:.3f}-{result['high']:.3f})")
+
+
+def malloc_in_use():
+    """`"tcmalloc"` or `"jemalloc"` when preloaded into this process, else `"glibc"`."""
+    try:
+        with open("/proc/self/maps") as maps:
+            text = maps.read()
+    except OSError:
+        return "unknown"
+    for name in ("tcmalloc", "jemalloc"):
+        if name in text:
+            return name
+    return "glibc"

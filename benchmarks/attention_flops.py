@@ -46,7 +46,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _timing import describe, one_layer_model, paired_ratio  # noqa: E402
+from _timing import (  # noqa: E402
+    describe,
+    malloc_in_use,
+    one_layer_model,
+    paired_ratio,
+)
 
 from keras_attention_vision.layers import (  # noqa: E402
     LocalSelfAttention2D,
@@ -188,19 +193,6 @@ def float32_kernel_step(make, shape, x, y, jit):
             model.train_on_batch(x, y)
 
     return step
-
-
-def malloc_in_use():
-    """`"tcmalloc"` or `"jemalloc"` when preloaded into this process, else `"glibc"`."""
-    try:
-        with open("/proc/self/maps") as maps:
-            text = maps.read()
-    except OSError:
-        return "unknown"
-    for name in ("tcmalloc", "jemalloc"):
-        if name in text:
-            return name
-    return "glibc"
 
 
 def main():

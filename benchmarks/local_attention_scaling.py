@@ -114,9 +114,9 @@ def main(argv=None):
     if keras.backend.backend() in ("torch", "jax") and allocator == "glibc":
         print("note: glibc's malloc gives blocks over 32 MB back to the system when they "
               "are freed, so every step page-faults them in again; at 128x128 the "
-              "gathered windows and their gradients are such blocks on PyTorch (the time "
-              "ratio reads 4.1-5.0 with glibc, 3.9 with tcmalloc: docs/local_attention.md); "
-              "run with LD_PRELOAD=libtcmalloc_minimal.so.4")
+              "gathered windows and their gradients are such blocks on PyTorch, which "
+              "inflates the time ratio (figures with both allocators in "
+              "docs/local_attention.md); run with LD_PRELOAD=libtcmalloc_minimal.so.4")
     t_ratio, m_ratio = timed["ratio"], peak[128] / max(peak[64], 1e-9)
     print(f"ratio 128/64: time {describe(timed)}, peak memory {m_ratio:.2f} "
           f"(target <= 4.5; full attention would be 16): "
